@@ -1,0 +1,222 @@
+/*
+ * The proxy's shared structures: the process (struct proxy), its worker
+ * threads (struct proxy_worker), client and upstream connections.
+ *
+ * Threads: one control thread (main: admin listener, Consul, health probes,
+ * signals) and N workers, each with its own event_base and SO_REUSEPORT
+ * listener. Workers never block and never talk to Consul; they read the
+ * cluster snapshot (routing/route_snapshot.h) and are told to drain through
+ * an eventfd.
+ */
+#ifndef LEASEWAY_PROXY_H
+#define LEASEWAY_PROXY_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include "proxy/proxy_config.h"
+#include "proxy/proxy_metrics.h"
+#include "routing/route.h"
+#include "routing/route_snapshot.h"
+
+struct evbuffer;
+struct proxy_worker;
+
+#define PROXY_RBUF_SIZE   (64 * 1024)
+#define PROXY_HEAD_MAX    (64 * 1024) /* request/response head limit: 431 above it */
+#define PROXY_URL_MAX     (8 * 1024)  /* request-target limit: 414 above it */
+#define PROXY_HIGH_WATER  (256 * 1024) /* stop reading the sender above this much queued */
+#define PROXY_POOL_IDLE_MS 2000        /* pooled upstream connections: below Node's 5 s keepAliveTimeout */
+
+/*
+ * Deadline lists: every entry of one list has the same timeout, so appending
+ * keeps a list sorted and expiry only looks at the head. A connection is on
+ * at most one list at a time.
+ */
+enum proxy_timer {
+    TL_NONE = 0,
+    TL_HEADER,   /* client: request head must arrive by then (408) */
+    TL_IDLE,     /* client: keep-alive wait */
+    TL_SEND,     /* client: response bytes not taken by the client */
+    TL_CONNECT,  /* upstream: connect() must complete (504) */
+    TL_UPSTREAM, /* upstream: silence while a response is due (504) */
+    TL_POOL,     /* upstream: pooled, idle */
+    TL_COUNT
+};
+
+struct tnode {
+    struct tnode *prev, *next;
+    int64_t deadline_ms;
+    uint8_t list; /* enum proxy_timer */
+};
+
+struct tlist {
+    struct tnode head; /* sentinel */
+    int64_t timeout_ms;
+};
+
+/* Parsed header fields of one message, as offsets into an arena. */
+struct head_field {
+    uint32_t name_off, name_len;
+    uint32_t val_off, val_len;
+};
+
+struct head {
+    struct head *next_free;
+    char *buf;
+    size_t len, cap;
+    struct head_field *f;
+    size_t nf, capf;
+    uint32_t url_off, url_len;
+    uint32_t reason_off, reason_len;
+    unsigned in_value : 1; /* the last span appended was a value */
+    unsigned too_big : 1;
+};
+
+enum client_state {
+    CS_IDLE = 0, /* keep-alive: waiting for the first byte of a request */
+    CS_HEAD,     /* reading a request head */
+    CS_BODY,     /* head sent on; streaming the request body */
+    CS_WAIT,     /* request complete; relaying the response */
+    CS_TUNNEL,   /* upgraded (101): raw bytes both ways */
+    CS_CLOSING,  /* flushing the last bytes, then close */
+    CS_COUNT
+};
+
+enum body_framing {
+    BODY_NONE = 0,
+    BODY_LENGTH,  /* Content-Length */
+    BODY_CHUNKED, /* re-chunked from parser's body spans */
+    BODY_EOF,     /* close-delimited (responses to HTTP/1.0 clients) */
+};
+
+struct upstream;
+
+struct client {
+    int fd;
+    struct event ev; /* EV_READ|EV_WRITE|EV_ET|EV_PERSIST, added once */
+    struct tnode timer;
+    struct proxy_worker *w;
+    struct client *prev, *next; /* worker's list of clients */
+    llhttp_t parser;
+    struct evbuffer *out;  /* to the client; lazily allocated */
+    struct head *head;     /* request head while it is being read */
+    struct upstream *up;   /* bound for the current exchange */
+    char *pending;         /* unparsed bytes after a paused message */
+    size_t pending_len;
+    int64_t start_ns;      /* request start, for the latency histogram */
+    struct sockaddr_storage peer;
+    enum client_state state;
+    enum route_action route;
+    enum body_framing req_framing;
+    enum body_framing resp_framing;
+    int status; /* final status sent to the client (for metrics/log) */
+    uint8_t http_minor;
+    unsigned keepalive : 1;     /* client wants to keep the connection */
+    unsigned head_req : 1;      /* request method is HEAD */
+    unsigned upgrade_req : 1;   /* request asks for an upgrade */
+    unsigned req_done : 1;      /* whole request received and queued upstream */
+    unsigned resp_started : 1;  /* a final response head was sent */
+    unsigned resp_done : 1;     /* whole response queued to the client */
+    unsigned parse_paused : 1;  /* parser paused after a message */
+    unsigned read_blocked : 1;  /* stopped reading: backpressure or pause */
+    unsigned read_ready : 1;    /* edge seen while blocked: data may wait in the kernel */
+    unsigned close_after : 1;   /* close once out is flushed */
+    unsigned close_after_resp : 1; /* close when this response is done */
+    unsigned eof : 1;           /* client half-closed */
+    unsigned dead : 1;          /* closed; freed at the end of the loop iteration */
+    unsigned in_loop : 1;       /* deferred-free queued */
+};
+
+struct upstream {
+    int fd;
+    struct event ev;
+    struct tnode timer;
+    struct proxy_worker *w;
+    struct client *c;              /* bound client; NULL while pooled */
+    struct upstream *pool_prev, *pool_next;
+    llhttp_t parser;               /* responses */
+    struct evbuffer *out;          /* to the app */
+    struct head *head;             /* response head while it is read */
+    unsigned connecting : 1;
+    unsigned reused : 1;
+    unsigned got_bytes : 1;     /* any response byte received for this exchange */
+    unsigned read_blocked : 1;  /* backpressure from the client */
+    unsigned read_ready : 1;
+    unsigned final_seen : 1;    /* a non-1xx response head was seen */
+    unsigned tunnel : 1;
+    unsigned dead : 1;
+    unsigned pooled : 1;
+};
+
+struct proxy;
+
+struct proxy_worker {
+    int id;
+    pthread_t thread;
+    struct proxy *px;
+    struct event_base *base;
+    int listen_fd;
+    struct event listen_ev;
+    int ctl_fd; /* eventfd: the control thread asks to drain or stop */
+    struct event ctl_ev;
+    struct event tick_ev;
+    struct tlist tl[TL_COUNT];
+    struct cluster_snapshot snap; /* private copy, refreshed per request */
+    struct client *clients;
+    size_t nclients;
+    struct upstream *pool; /* idle upstream connections (LIFO) */
+    size_t npool;
+    struct head *free_heads;
+    void **free_later; /* deferred frees (STYLE rule 6) */
+    size_t nfree_later, cap_free_later;
+    struct event free_ev;
+    bool draining;
+    bool stopping;
+    struct proxy_metrics metrics;
+    char rbuf[PROXY_RBUF_SIZE];
+};
+
+struct proxy {
+    struct proxy_config *cfg;
+    struct route_rules rules;
+    struct sockaddr_storage listen_addr;
+    socklen_t listen_len;
+    struct sockaddr_storage target_addr;
+    socklen_t target_len;
+    char target_hostport[256];
+    struct proxy_worker *workers;
+    size_t nworkers;
+    _Atomic int draining;
+    int64_t started_ms;
+};
+
+/* Monotonic time. */
+int64_t proxy_now_ms(void);
+int64_t proxy_now_ns(void);
+
+/* proxy_worker.c */
+__attribute__((warn_unused_result)) int proxy_workers_start(struct proxy *px);
+void proxy_workers_drain(struct proxy *px); /* stop accepting, finish in-flight */
+void proxy_workers_stop(struct proxy *px);  /* close everything now */
+void proxy_workers_join(struct proxy *px);
+void proxy_timer_set(struct proxy_worker *w, struct tnode *t, enum proxy_timer list);
+void proxy_timer_clear(struct tnode *t);
+void proxy_free_later(struct proxy_worker *w, void *p);
+__attribute__((warn_unused_result)) int proxy_parse_addr(const char *hostport, struct sockaddr_storage *ss,
+                                                         socklen_t *len);
+
+/* proxy_conn.c */
+void proxy_client_accept(struct proxy_worker *w, int fd, const struct sockaddr_storage *peer);
+void proxy_client_close(struct client *c);
+void proxy_client_drain(struct client *c); /* worker is draining: close if idle */
+void proxy_upstream_close(struct upstream *u);
+void proxy_timer_expired(struct tnode *t);
+void proxy_conn_init_settings(void);
+
+#endif

@@ -1,0 +1,681 @@
+/*
+ * Settings: defaults < YAML file < LEASEWAY_* environment < flags (SPEC §1).
+ *
+ * One table lists every option once; flag parsing, the environment, the YAML
+ * file, --help and --check all walk it. Values are validated here so that a
+ * bad setting stops start-up with a message naming where it came from.
+ */
+#include "proxy/proxy_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yaml.h>
+
+enum opt_type { OPT_STR, OPT_BOOL, OPT_DUR, OPT_INT, OPT_LIST };
+
+struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t off;
+    const char *def; /* NULL: no default (or computed in finish()) */
+    const char *metavar;
+    const char *help;
+    bool secret;
+};
+
+#define O(f) offsetof(struct proxy_config, f)
+
+static const struct opt opts[] = {
+    {"config", OPT_STR, O(config_file), NULL, "FILE", "YAML file with any of these settings (keys as the flags)", 0},
+    {"listen", OPT_STR, O(listen), "0.0.0.0:8080", "ADDR", "public HTTP listener, host:port", 0},
+    {"target", OPT_STR, O(target), NULL, "HOST:PORT", "local app (required)", 0},
+    {"admin", OPT_STR, O(admin), "127.0.0.1:9901", "ADDR", "admin listener (/status, /health, /metrics); \"off\" disables", 0},
+    {"instance", OPT_STR, O(instance), NULL, "ID", "this instance's ID (default: $FLY_MACHINE_ID, else hostname)", 0},
+    {"region", OPT_STR, O(region), NULL, "REGION", "region shown in headers and status (default: $FLY_REGION)", 0},
+    {"advertise", OPT_STR, O(advertise), NULL, "URL", "URL other proxies use to reach this one (default: http://<hostname>:<listen port>)", 0},
+    {"workers", OPT_INT, O(workers), "0", "N", "event-loop threads sharing the listener (0: number of cores)", 0},
+    {"lease", OPT_STR, O(lease), NULL, "MODE", "lease backend: consul or static (default: consul if --lease-key is set)", 0},
+    {"lease-key", OPT_STR, O(lease_key), NULL, "KEY", "Consul KV key of the primary lease", 0},
+    {"candidate", OPT_BOOL, O(candidate), NULL, "BOOL", "may this instance become primary (default: true unless $PRIMARY_REGION differs from $FLY_REGION)", 0},
+    {"lease-ttl", OPT_DUR, O(lease_ttl_ms), "10s", "DUR", "Consul session TTL", 0},
+    {"lock-delay", OPT_DUR, O(lock_delay_ms), "1s", "DUR", "Consul session lock-delay", 0},
+    {"static-primary", OPT_STR, O(static_primary), NULL, "ID=URL", "with --lease static: a fixed primary (default: self)", 0},
+    {"peer-url-template", OPT_STR, O(peer_url_template), NULL, "TEMPLATE", "proxy URL for a primary named in a lease written by others, e.g. http://{id}.vm.app.internal:8080", 0},
+    {"consul-addr", OPT_STR, O(consul_addr), NULL, "URL", "Consul HTTP API (default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500)", 0},
+    {"service", OPT_STR, O(service), NULL, "NAME", "Consul service name to register (default: $FLY_APP_NAME, else leaseway)", 0},
+    {"register", OPT_BOOL, O(register_service), NULL, "BOOL", "register the service and its checks (default: true with the consul lease)", 0},
+    {"writes", OPT_STR, O(writes), "forward", "MODE", "writes on a replica: forward (proxy to the primary) or replay (fly-replay)", 0},
+    {"passthrough", OPT_LIST, O(passthrough), NULL, "GLOB", "repeatable: always local, never gated, headers untouched", 0},
+    {"always-primary", OPT_LIST, O(always_primary), NULL, "GLOB", "repeatable: always routed to the primary (GETs that write)", 0},
+    {"hold-timeout", OPT_DUR, O(hold_timeout_ms), "5s", "DUR", "how long a write waits for a primary to appear", 0},
+    {"consistency-window", OPT_DUR, O(consistency_window_ms), "0", "DUR", "after a write, that client's reads go to the primary this long (0: off)", 0},
+    {"litefs-db", OPT_LIST, O(litefs_db), NULL, "PATH", "repeatable: database on a LiteFS mount for __txid read-your-writes", 0},
+    {"txid-wait", OPT_DUR, O(txid_wait_ms), "5s", "DUR", "how long a replica read waits to catch up before going to the primary", 0},
+    {"peer-secret-file", OPT_STR, O(peer_secret_file), NULL, "FILE", "shared secret authenticating forwarded requests between proxies", 0},
+    {"migrations", OPT_STR, O(migrations), "none", "PROBE", "migration gate: none, prisma:<db>:<dir>, command:<cmd>, http:<url>", 0},
+    {"migrate-command", OPT_STR, O(migrate_command), NULL, "CMD", "run by the lease holder before its gate opens", 0},
+    {"upstream-health", OPT_STR, O(upstream_health), NULL, "PATH", "app health path; the gate stays closed until it answers 2xx", 0},
+    {"drain-timeout", OPT_DUR, O(drain_timeout_ms), "30s", "DUR", "graceful shutdown budget", 0},
+    {"log-format", OPT_STR, O(log_format), "text", "FORMAT", "text (logfmt) or json", 0},
+    {"log-level", OPT_STR, O(log_level), "info", "LEVEL", "debug, info, warn or error", 0},
+    {"header-timeout", OPT_DUR, O(header_timeout_ms), "10s", "DUR", "time allowed to receive a request's headers (408 after)", 0},
+    {"idle-timeout", OPT_DUR, O(idle_timeout_ms), "60s", "DUR", "idle keep-alive connections are closed after this", 0},
+    {"connect-timeout", OPT_DUR, O(connect_timeout_ms), "5s", "DUR", "connecting to the app or a peer (504 after)", 0},
+    {"upstream-timeout", OPT_DUR, O(upstream_timeout_ms), "60s", "DUR", "silence allowed while waiting on the app (504 after)", 0},
+    {"max-connections", OPT_INT, O(max_connections), "100000", "N", "client connections per worker; more are refused", 0},
+    {"check", OPT_BOOL, O(check), "false", "BOOL", "validate the configuration, print it (secrets redacted) and exit", 0},
+};
+#define N_OPTS (sizeof(opts) / sizeof(opts[0]))
+
+_Static_assert(N_OPTS <= 64, "grow proxy_config.source");
+
+static void err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("leaseway: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int proxy_config_parse_duration(const char *s, int64_t *ms)
+{
+    if (!s || !*s)
+        return -1;
+    if (strcmp(s, "0") == 0) {
+        *ms = 0;
+        return 0;
+    }
+    double total = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno || v < 0)
+            return -1;
+        p = end;
+        double unit;
+        if (strncmp(p, "ms", 2) == 0) {
+            unit = 1;
+            p += 2;
+        } else if (strncmp(p, "us", 2) == 0) {
+            unit = 0.001;
+            p += 2;
+        } else if (*p == 's') {
+            unit = 1000;
+            p++;
+        } else if (*p == 'm') {
+            unit = 60000;
+            p++;
+        } else if (*p == 'h') {
+            unit = 3600000;
+            p++;
+        } else {
+            return -1;
+        }
+        total += v * unit;
+    }
+    if (total > (double)INT64_MAX / 2)
+        return -1;
+    *ms = (int64_t)(total + 0.5);
+    return 0;
+}
+
+int proxy_config_parse_bool(const char *s, bool *out)
+{
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "on")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") || !strcasecmp(s, "off")) {
+        *out = false;
+        return 0;
+    }
+    return -1;
+}
+
+static void strlist_clear(struct strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static int strlist_add(struct strlist *l, const char *s)
+{
+    char **grown = realloc(l->v, (l->n + 1) * sizeof(*l->v));
+    if (!grown)
+        return -1;
+    l->v = grown;
+    if (!(l->v[l->n] = strdup(s)))
+        return -1;
+    l->n++;
+    return 0;
+}
+
+/*
+ * Store one value. `where` names the origin for error messages ("--listen",
+ * "LEASEWAY_LISTEN", "leaseway.yml:4"). A list value from a new source
+ * replaces the list from a lower one; repeats within a source append.
+ */
+static int set_value(struct proxy_config *cfg, size_t i, const char *val, enum config_source src,
+                     const char *where)
+{
+    const struct opt *o = &opts[i];
+    void *field = (char *)cfg + o->off;
+    switch (o->type) {
+    case OPT_STR: {
+        char **p = field;
+        char *dup = strdup(val);
+        if (!dup)
+            return -1;
+        free(*p);
+        *p = dup;
+        break;
+    }
+    case OPT_BOOL:
+        if (proxy_config_parse_bool(val, field) < 0) {
+            err("%s: expected true or false, got \"%s\"", where, val);
+            return -1;
+        }
+        break;
+    case OPT_DUR:
+        if (proxy_config_parse_duration(val, field) < 0) {
+            err("%s: expected a duration such as 500ms, 5s or 1m, got \"%s\"", where, val);
+            return -1;
+        }
+        break;
+    case OPT_INT: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (errno || end == val || *end || v < 0) {
+            err("%s: expected a whole number >= 0, got \"%s\"", where, val);
+            return -1;
+        }
+        *(int64_t *)field = v;
+        break;
+    }
+    case OPT_LIST: {
+        struct strlist *l = field;
+        if (cfg->source[i] != src)
+            strlist_clear(l);
+        if (strlist_add(l, val) < 0)
+            return -1;
+        break;
+    }
+    }
+    cfg->source[i] = src;
+    return 0;
+}
+
+static int find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (strlen(opts[i].name) == len && memcmp(opts[i].name, name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void env_name(const struct opt *o, char *buf, size_t size)
+{
+    size_t n = (size_t)snprintf(buf, size, "LEASEWAY_");
+    for (const char *p = o->name; *p && n + 1 < size; p++)
+        buf[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    buf[n] = '\0';
+}
+
+/* Expand ${VAR} (and $VAR) from the environment, as litefs.yml does. */
+static char *expand_env(const char *s)
+{
+    size_t cap = strlen(s) + 64, n = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    for (const char *p = s; *p;) {
+        const char *val = NULL;
+        size_t vlen = 0;
+        if (p[0] == '$' && p[1] == '{') {
+            const char *close = strchr(p + 2, '}');
+            if (close) {
+                char name[256];
+                size_t len = (size_t)(close - p - 2);
+                if (len < sizeof(name)) {
+                    memcpy(name, p + 2, len);
+                    name[len] = '\0';
+                    val = getenv(name);
+                    val = val ? val : "";
+                    vlen = strlen(val);
+                }
+                p = close + 1;
+            }
+        }
+        if (!val) {
+            val = p++;
+            vlen = 1;
+        }
+        if (n + vlen + 1 > cap) {
+            cap = (n + vlen + 1) * 2;
+            char *grown = realloc(out, cap);
+            if (!grown) {
+                free(out);
+                return NULL;
+            }
+            out = grown;
+        }
+        memcpy(out + n, val, vlen);
+        n += vlen;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static int yaml_set(struct proxy_config *cfg, const char *path, const char *key, yaml_event_t *ev)
+{
+    char where[512];
+    snprintf(where, sizeof(where), "%s:%zu", path, ev->start_mark.line + 1);
+    int i = find_opt(key, strlen(key));
+    if (i < 0 || strcmp(key, "config") == 0) {
+        err("%s: unknown key \"%s\" (see leaseway run --help for the keys)", where, key);
+        return -1;
+    }
+    if (cfg->source[i] > SRC_FILE)
+        return 0; /* overridden by the environment or a flag: still validated below by type */
+    char *val = expand_env((const char *)ev->data.scalar.value);
+    if (!val)
+        return -1;
+    int rc = set_value(cfg, (size_t)i, val, SRC_FILE, where);
+    free(val);
+    return rc;
+}
+
+/* A flat mapping of option name -> scalar, or -> sequence of scalars for lists. */
+static int load_yaml(struct proxy_config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        err("--config %s: %s", path, strerror(errno));
+        return -1;
+    }
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    int rc = -1, depth = 0;
+    char key[128] = "";
+    bool in_seq = false, have_key = false;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            err("%s:%zu: %s", path, parser.problem_mark.line + 1, parser.problem ? parser.problem : "bad YAML");
+            goto out;
+        }
+        yaml_event_type_t t = ev.type;
+        int bad = 0;
+        switch (t) {
+        case YAML_MAPPING_START_EVENT:
+            if (++depth > 1) {
+                err("%s:%zu: \"%s\" takes a value, not a mapping", path, ev.start_mark.line + 1, key);
+                bad = 1;
+            }
+            break;
+        case YAML_MAPPING_END_EVENT: depth--; break;
+        case YAML_SEQUENCE_START_EVENT: {
+            int i = have_key ? find_opt(key, strlen(key)) : -1;
+            if (!have_key || in_seq || i < 0 || opts[i].type != OPT_LIST) {
+                err("%s:%zu: a list is only allowed for passthrough, always-primary and litefs-db", path,
+                    ev.start_mark.line + 1);
+                bad = 1;
+            }
+            in_seq = true;
+            break;
+        }
+        case YAML_SEQUENCE_END_EVENT:
+            in_seq = false;
+            have_key = false;
+            break;
+        case YAML_SCALAR_EVENT:
+            if (depth != 1) {
+                err("%s:%zu: expected a mapping of settings", path, ev.start_mark.line + 1);
+                bad = 1;
+            } else if (in_seq || have_key) {
+                bad = yaml_set(cfg, path, key, &ev) < 0;
+                if (!in_seq)
+                    have_key = false;
+            } else {
+                snprintf(key, sizeof(key), "%s", (const char *)ev.data.scalar.value);
+                have_key = true;
+            }
+            break;
+        case YAML_ALIAS_EVENT:
+            err("%s:%zu: YAML aliases are not supported", path, ev.start_mark.line + 1);
+            bad = 1;
+            break;
+        default: break;
+        }
+        yaml_event_delete(&ev);
+        if (bad)
+            goto out;
+        if (t == YAML_STREAM_END_EVENT)
+            break;
+    }
+    rc = 0;
+out:
+    yaml_parser_delete(&parser);
+    fclose(f);
+    return rc;
+}
+
+static int load_env(struct proxy_config *cfg)
+{
+    char name[96];
+    for (size_t i = 0; i < N_OPTS; i++) {
+        env_name(&opts[i], name, sizeof(name));
+        const char *v = getenv(name);
+        if (!v || (opts[i].type != OPT_STR && !*v))
+            continue;
+        if (opts[i].type == OPT_LIST) {
+            /* comma-separated in the environment */
+            char *copy = strdup(v), *save = NULL;
+            if (!copy)
+                return -1;
+            for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                while (*tok == ' ')
+                    tok++;
+                if (*tok && set_value(cfg, i, tok, SRC_ENV, name) < 0) {
+                    free(copy);
+                    return -1;
+                }
+            }
+            free(copy);
+        } else if (set_value(cfg, i, v, SRC_ENV, name) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int load_flags(struct proxy_config *cfg, int argc, char **argv, bool config_only)
+{
+    for (int a = 0; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strcmp(arg, "--") == 0) {
+            if (!config_only) {
+                cfg->app_argv = argv + a + 1;
+                cfg->app_argc = argc - a - 1;
+            }
+            return 0;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            err("unexpected argument \"%s\" (flags start with --; the app command goes after --)", arg);
+            return -1;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        int i = find_opt(name, nlen);
+        bool negated = false;
+        if (i < 0 && nlen > 3 && strncmp(name, "no-", 3) == 0) {
+            i = find_opt(name + 3, nlen - 3);
+            negated = i >= 0 && opts[i].type == OPT_BOOL && !eq;
+            if (!negated)
+                i = -1;
+        }
+        if (i < 0) {
+            err("unknown flag --%.*s (see leaseway run --help)", (int)nlen, name);
+            return -1;
+        }
+        const char *val;
+        if (eq) {
+            val = eq + 1;
+        } else if (opts[i].type == OPT_BOOL) {
+            val = negated ? "false" : "true";
+        } else if (a + 1 < argc) {
+            val = argv[++a];
+        } else {
+            err("--%s needs a value (%s)", opts[i].name, opts[i].metavar);
+            return -1;
+        }
+        bool want = strcmp(opts[i].name, "config") == 0;
+        if (want != config_only)
+            continue;
+        char where[96];
+        snprintf(where, sizeof(where), "--%s", opts[i].name);
+        if (set_value(cfg, (size_t)i, val, SRC_FLAG, where) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int dup_default(char **field, const char *v)
+{
+    if (*field)
+        return 0;
+    return (*field = strdup(v)) ? 0 : -1;
+}
+
+static int port_of(const char *hostport)
+{
+    const char *c = strrchr(hostport, ':');
+    return c ? atoi(c + 1) : 0;
+}
+
+/* Computed defaults and cross-field validation. */
+static int finish(struct proxy_config *cfg)
+{
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof(host) - 1) < 0)
+        snprintf(host, sizeof(host), "localhost");
+    const char *fly_machine = getenv("FLY_MACHINE_ID");
+    const char *fly_region = getenv("FLY_REGION");
+    const char *primary_region = getenv("PRIMARY_REGION");
+
+    if (dup_default(&cfg->instance, fly_machine && *fly_machine ? fly_machine : host) < 0)
+        return -1;
+    if (!cfg->region && fly_region && dup_default(&cfg->region, fly_region) < 0)
+        return -1;
+    if (!cfg->advertise) {
+        char url[512];
+        snprintf(url, sizeof(url), "http://%s:%d", host, port_of(cfg->listen));
+        if (dup_default(&cfg->advertise, url) < 0)
+            return -1;
+    }
+    const char *env_consul = getenv("CONSUL_HTTP_ADDR");
+    if (dup_default(&cfg->consul_addr, env_consul && *env_consul ? env_consul : "http://127.0.0.1:8500") < 0)
+        return -1;
+    const char *app = getenv("FLY_APP_NAME");
+    if (dup_default(&cfg->service, app && *app ? app : "leaseway") < 0)
+        return -1;
+    if (dup_default(&cfg->lease, cfg->lease_key ? "consul" : "static") < 0)
+        return -1;
+    size_t i_cand = (size_t)find_opt("candidate", 9);
+    if (cfg->source[i_cand] == SRC_DEFAULT)
+        cfg->candidate = !(primary_region && *primary_region && fly_region && strcmp(primary_region, fly_region));
+    size_t i_reg = (size_t)find_opt("register", 8);
+    if (cfg->source[i_reg] == SRC_DEFAULT)
+        cfg->register_service = strcmp(cfg->lease, "consul") == 0;
+    if (cfg->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n > 0 ? n : 1;
+    }
+
+    if (!cfg->target || !*cfg->target) {
+        err("--target is required: the local app's host:port, e.g. --target 127.0.0.1:3000");
+        return -1;
+    }
+    if (!strchr(cfg->target, ':') || port_of(cfg->target) <= 0 || port_of(cfg->target) > 65535) {
+        err("--target \"%s\": expected host:port", cfg->target);
+        return -1;
+    }
+    if (!strchr(cfg->listen, ':') || port_of(cfg->listen) < 0 || port_of(cfg->listen) > 65535) {
+        err("--listen \"%s\": expected host:port", cfg->listen);
+        return -1;
+    }
+    if (strcmp(cfg->admin, "off") != 0 && (!strchr(cfg->admin, ':') || port_of(cfg->admin) <= 0)) {
+        err("--admin \"%s\": expected host:port or off", cfg->admin);
+        return -1;
+    }
+    if (cfg->workers > 256) {
+        err("--workers %lld: at most 256", (long long)cfg->workers);
+        return -1;
+    }
+    if (strcmp(cfg->lease, "consul") && strcmp(cfg->lease, "static")) {
+        err("--lease \"%s\": expected consul or static", cfg->lease);
+        return -1;
+    }
+    if (!strcmp(cfg->lease, "consul") && (!cfg->lease_key || !*cfg->lease_key)) {
+        err("--lease consul needs --lease-key (the Consul KV key of the primary lease)");
+        return -1;
+    }
+    if (strcmp(cfg->writes, "forward") && strcmp(cfg->writes, "replay")) {
+        err("--writes \"%s\": expected forward or replay", cfg->writes);
+        return -1;
+    }
+    if (strcmp(cfg->log_format, "text") && strcmp(cfg->log_format, "json")) {
+        err("--log-format \"%s\": expected text or json", cfg->log_format);
+        return -1;
+    }
+    if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") && strcmp(cfg->log_level, "warn") &&
+        strcmp(cfg->log_level, "error")) {
+        err("--log-level \"%s\": expected debug, info, warn or error", cfg->log_level);
+        return -1;
+    }
+    if (strncmp(cfg->advertise, "http://", 7) && strncmp(cfg->advertise, "https://", 8)) {
+        err("--advertise \"%s\": expected an http:// or https:// URL", cfg->advertise);
+        return -1;
+    }
+    if (cfg->header_timeout_ms <= 0 || cfg->idle_timeout_ms <= 0 || cfg->connect_timeout_ms <= 0 ||
+        cfg->upstream_timeout_ms <= 0) {
+        err("timeouts must be greater than 0");
+        return -1;
+    }
+    if (cfg->max_connections < 1) {
+        err("--max-connections must be at least 1");
+        return -1;
+    }
+    return 0;
+}
+
+int proxy_config_load(struct proxy_config *cfg, int argc, char **argv)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (opts[i].def && set_value(cfg, i, opts[i].def, SRC_DEFAULT, "default") < 0)
+            return -1;
+    /* The file's name can come from a flag or the environment; find it first. */
+    if (load_flags(cfg, argc, argv, true) < 0)
+        return -1;
+    const char *env_file = getenv("LEASEWAY_CONFIG");
+    if (!cfg->config_file && env_file && *env_file && !(cfg->config_file = strdup(env_file)))
+        return -1;
+    if (load_env(cfg) < 0 || load_flags(cfg, argc, argv, false) < 0)
+        return -1;
+    if (cfg->config_file && load_yaml(cfg, cfg->config_file) < 0)
+        return -1;
+    return finish(cfg);
+}
+
+void proxy_config_free(struct proxy_config *cfg)
+{
+    for (size_t i = 0; i < N_OPTS; i++) {
+        void *field = (char *)cfg + opts[i].off;
+        if (opts[i].type == OPT_STR) {
+            free(*(char **)field);
+            *(char **)field = NULL;
+        } else if (opts[i].type == OPT_LIST) {
+            strlist_clear(field);
+        }
+    }
+}
+
+static void fmt_duration(int64_t ms, char *buf, size_t size)
+{
+    if (ms == 0)
+        snprintf(buf, size, "0");
+    else if (ms % 60000 == 0)
+        snprintf(buf, size, "%lldm", (long long)(ms / 60000));
+    else if (ms % 1000 == 0)
+        snprintf(buf, size, "%llds", (long long)(ms / 1000));
+    else
+        snprintf(buf, size, "%lldms", (long long)ms);
+}
+
+void proxy_config_usage(FILE *out)
+{
+    char env[96];
+    fprintf(out, "Usage: leaseway run [--config FILE] [FLAGS] [-- APP COMMAND...]\n\n"
+                 "Every flag also reads LEASEWAY_<FLAG> from the environment and <flag> from the YAML\n"
+                 "file; precedence is flag > environment > file > default. Booleans take --flag,\n"
+                 "--flag=true|false or --no-flag; durations take Go style 500ms, 5s, 1m.\n\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        env_name(o, env, sizeof(env));
+        fprintf(out, "  --%s %s\n      %s\n      env %s", o->name, o->metavar, o->help, env);
+        if (o->def)
+            fprintf(out, ", default %s", o->def);
+        fputc('\n', out);
+    }
+}
+
+static void print_yaml_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            putchar('\\');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+void proxy_config_print(const struct proxy_config *cfg)
+{
+    static const char *const src_names[] = {"default", "file", "env", "flag"};
+    char buf[64];
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        if (!strcmp(o->name, "check") || !strcmp(o->name, "config"))
+            continue;
+        const void *field = (const char *)cfg + o->off;
+        printf("%s: ", o->name);
+        switch (o->type) {
+        case OPT_STR: {
+            const char *v = *(char *const *)field;
+            if (!v)
+                printf("null");
+            else if (o->secret)
+                printf("\"<redacted>\"");
+            else
+                print_yaml_str(v);
+            break;
+        }
+        case OPT_BOOL: printf("%s", *(const bool *)field ? "true" : "false"); break;
+        case OPT_DUR:
+            fmt_duration(*(const int64_t *)field, buf, sizeof(buf));
+            printf("%s", buf);
+            break;
+        case OPT_INT: printf("%lld", (long long)*(const int64_t *)field); break;
+        case OPT_LIST: {
+            const struct strlist *l = field;
+            printf("[");
+            for (size_t k = 0; k < l->n; k++) {
+                if (k)
+                    printf(", ");
+                print_yaml_str(l->v[k]);
+            }
+            printf("]");
+            break;
+        }
+        }
+        printf("  # %s\n", src_names[cfg->source[i]]);
+    }
+}

@@ -1,0 +1,1138 @@
+/*
+ * Client and upstream connections: the request path.
+ *
+ * Each socket has one event, EV_READ|EV_WRITE|EV_ET|EV_PERSIST, added once
+ * and never modified: readiness arrives as edges, we read until a short read
+ * or EAGAIN and write at once, so a keep-alive request costs about four
+ * syscalls (read, write upstream, read, write client) and no epoll_ctl.
+ * Because edges are not repeated, a side that stops reading for backpressure
+ * remembers it (read_blocked) and is read again explicitly when resumed.
+ *
+ * One request is handled at a time per client connection: the request parser
+ * pauses after each message (pipelined bytes wait in `pending`), and resumes
+ * when the response is complete, so responses go out in order.
+ *
+ * Bodies are re-framed rather than copied through blindly: llhttp validates
+ * the framing (CL or chunked) and hands us the payload, which we send on
+ * with a Content-Length or as chunks. A smuggled second message can never
+ * ride inside a body we forward.
+ */
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "proxy/proxy_http.h"
+#include "proxy/proxy_log.h"
+
+static llhttp_settings_t req_settings;
+static llhttp_settings_t resp_settings;
+
+static void client_event(evutil_socket_t fd, short what, void *arg);
+static void upstream_event(evutil_socket_t fd, short what, void *arg);
+static void client_read(struct client *c);
+static void client_feed(struct client *c, const char *data, size_t len);
+static void client_flush(struct client *c);
+static void upstream_read(struct upstream *u);
+static void upstream_flush(struct upstream *u);
+static void exchange_done(struct client *c);
+static void client_next(struct client *c);
+
+/* Error cause strings, compared by pointer (STYLE rule 4). */
+static const char err_upstream_connect[] = "the app refused the connection or is unreachable";
+static const char err_upstream_timeout[] = "the app did not answer in time";
+static const char err_upstream_reset[] = "the app closed the connection before a complete response";
+static const char err_upstream_bad[] = "the app sent an invalid response";
+
+static const char *client_state_names[CS_COUNT] = {"idle", "head", "body", "wait", "tunnel", "closing"};
+
+static inline const char *client_state_str(enum client_state s)
+{
+    return (unsigned)s < CS_COUNT ? client_state_names[s] : "invalid";
+}
+
+/* Every client state change goes through here (STYLE rule 7). */
+static void client_set_state(struct client *c, enum client_state s)
+{
+    if (c->state == s)
+        return;
+    proxy_log_debug("conn state", "fd=%d from=%s to=%s", c->fd, client_state_str(c->state), client_state_str(s));
+    c->state = s;
+}
+
+/* ---- head arenas: a per-worker free list keeps malloc off the hot path ---- */
+
+static struct head *head_get(struct proxy_worker *w)
+{
+    struct head *h = w->free_heads;
+    if (h) {
+        w->free_heads = h->next_free;
+        proxy_head_reset(h);
+        return h;
+    }
+    return calloc(1, sizeof(*h));
+}
+
+static void head_put(struct proxy_worker *w, struct head *h)
+{
+    if (!h)
+        return;
+    /* keep small arenas only: one big request must not pin 64 KiB forever */
+    if (h->cap > 16384) {
+        proxy_head_free(h);
+        return;
+    }
+    h->next_free = w->free_heads;
+    w->free_heads = h;
+}
+
+/* ---- client side ---- */
+
+static void set_nodelay(int fd)
+{
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void proxy_client_accept(struct proxy_worker *w, int fd, const struct sockaddr_storage *peer)
+{
+    struct client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    set_nodelay(fd);
+    c->fd = fd;
+    c->w = w;
+    c->peer = *peer;
+    c->state = CS_IDLE;
+    llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
+    c->parser.data = c;
+    event_assign(&c->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, client_event, c);
+    if (event_add(&c->ev, NULL) < 0) {
+        close(fd);
+        free(c);
+        return;
+    }
+    c->next = w->clients;
+    if (w->clients)
+        w->clients->prev = c;
+    w->clients = c;
+    w->nclients++;
+    proxy_metrics_add(&w->metrics.connections, 1);
+    proxy_metrics_add(&w->metrics.accepted, 1);
+    /* a new connection has the header timeout to send its first request */
+    proxy_timer_set(w, &c->timer, TL_HEADER);
+}
+
+static struct evbuffer *client_out(struct client *c)
+{
+    if (!c->out)
+        c->out = evbuffer_new();
+    return c->out;
+}
+
+void proxy_client_close(struct client *c)
+{
+    if (c->dead)
+        return;
+    struct proxy_worker *w = c->w;
+    c->dead = 1;
+    if (c->up) {
+        struct upstream *u = c->up;
+        c->up = NULL;
+        u->c = NULL;
+        proxy_upstream_close(u);
+    }
+    proxy_timer_clear(&c->timer);
+    event_del(&c->ev);
+    close(c->fd);
+    if (c->out) {
+        evbuffer_free(c->out);
+        c->out = NULL;
+    }
+    head_put(w, c->head);
+    c->head = NULL;
+    free(c->pending);
+    c->pending = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nclients--;
+    proxy_metrics_add(&w->metrics.connections, -1);
+    proxy_free_later(w, c);
+}
+
+static void fill_rewrite(struct client *c, struct resp_rewrite *rw, int status)
+{
+    struct proxy_worker *w = c->w;
+    memset(rw, 0, sizeof(*rw));
+    rw->status = status;
+    rw->client_minor = c->http_minor;
+    rw->keepalive = false;
+    rw->passthrough = c->route == ROUTE_PASSTHROUGH;
+    rw->primary_id = w->snap.primary_known ? w->snap.primary_id : NULL;
+    rw->instance = w->px->cfg->instance;
+    rw->region = w->px->cfg->region;
+}
+
+/*
+ * Answer from leaseway itself and close: bad input, upstream failures, the
+ * gate. Only possible while no response head went out; afterwards the only
+ * honest signal left is closing the connection.
+ */
+static void client_error(struct client *c, int status, const char *reason, const char *extra_headers)
+{
+    if (c->dead)
+        return;
+    if (c->resp_started) {
+        proxy_client_close(c);
+        return;
+    }
+    if (c->up) {
+        struct upstream *u = c->up;
+        c->up = NULL;
+        u->c = NULL;
+        proxy_upstream_close(u);
+    }
+    struct resp_rewrite rw;
+    fill_rewrite(c, &rw, status);
+    rw.passthrough = false;
+    struct evbuffer *out = client_out(c);
+    if (!out) {
+        proxy_client_close(c);
+        return;
+    }
+    proxy_http_write_local(out, status, reason, extra_headers, &rw);
+    c->status = status;
+    c->resp_started = 1;
+    c->close_after = 1;
+    if (c->start_ns)
+        proxy_metrics_request(&c->w->metrics, c->route, status, proxy_now_ns() - c->start_ns);
+    c->start_ns = 0;
+    client_set_state(c, CS_CLOSING);
+    proxy_timer_set(c->w, &c->timer, TL_SEND);
+    client_flush(c);
+}
+
+static void client_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    (void)fd;
+    if (c->dead)
+        return;
+    if (what & EV_WRITE)
+        client_flush(c);
+    if (!c->dead && (what & EV_READ))
+        client_read(c);
+}
+
+static void save_pending(struct client *c, const char *data, size_t len)
+{
+    if (!len)
+        return;
+    char *p = realloc(c->pending, c->pending_len + len);
+    if (!p) {
+        proxy_client_close(c);
+        return;
+    }
+    memcpy(p + c->pending_len, data, len);
+    c->pending = p;
+    c->pending_len += len;
+}
+
+/* Should we take more bytes from the client socket now? */
+static bool client_may_read(struct client *c)
+{
+    if (c->state == CS_CLOSING)
+        return false;
+    if (c->parse_paused || c->state == CS_TUNNEL) {
+        /* pipelined or early tunnel bytes: keep a bounded amount */
+        if (c->pending_len >= PROXY_RBUF_SIZE)
+            return false;
+    }
+    if (c->up && c->up->out && evbuffer_get_length(c->up->out) >= PROXY_HIGH_WATER)
+        return false;
+    return true;
+}
+
+static void client_read(struct client *c)
+{
+    struct proxy_worker *w = c->w;
+    for (;;) {
+        if (!client_may_read(c)) {
+            c->read_blocked = 1;
+            return;
+        }
+        c->read_blocked = 0;
+        ssize_t n = recv(c->fd, w->rbuf, sizeof(w->rbuf), 0);
+        if (n > 0) {
+            if (c->state == CS_CLOSING)
+                continue; /* discard: we are closing after a local answer */
+            if (c->parse_paused && c->state != CS_TUNNEL)
+                save_pending(c, w->rbuf, (size_t)n);
+            else
+                client_feed(c, w->rbuf, (size_t)n);
+            if (c->dead)
+                return;
+            if ((size_t)n < sizeof(w->rbuf))
+                return; /* short read: the next edge will tell us about more */
+            continue;
+        }
+        if (n == 0) {
+            c->eof = 1;
+            /* idle or mid-head: nothing owed. Mid-exchange: finish it, then close. */
+            if (c->state == CS_IDLE || c->state == CS_HEAD || c->state == CS_CLOSING) {
+                proxy_client_close(c);
+            } else if (c->state == CS_BODY) {
+                proxy_client_close(c); /* truncated request body: the app must not see half */
+            } else if (c->state == CS_TUNNEL) {
+                if (c->up && c->up->out && evbuffer_get_length(c->up->out) == 0)
+                    (void)shutdown(c->up->fd, SHUT_WR);
+            }
+            c->read_blocked = 1; /* nothing more will come */
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            proxy_client_close(c);
+        return;
+    }
+}
+
+/* The client may be readable again: resume (edge-triggered, so read explicitly). */
+static void client_resume(struct client *c)
+{
+    if (!c->dead && c->read_blocked && !c->eof && client_may_read(c))
+        client_read(c);
+}
+
+static void client_flush(struct client *c)
+{
+    if (c->dead)
+        return;
+    struct evbuffer *out = c->out;
+    while (out && evbuffer_get_length(out) > 0) {
+        int n = evbuffer_write(out, c->fd);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                /* the client is slow: keep its clock running */
+                if (c->timer.list != TL_SEND && c->timer.list != TL_HEADER)
+                    proxy_timer_set(c->w, &c->timer, TL_SEND);
+                return;
+            }
+            proxy_client_close(c);
+            return;
+        }
+    }
+    if (c->timer.list == TL_SEND && c->state != CS_CLOSING)
+        proxy_timer_clear(&c->timer);
+    if (c->close_after) {
+        proxy_client_close(c);
+        return;
+    }
+    /* room again: let the upstream go on */
+    struct upstream *u = c->up;
+    if (u && u->read_blocked)
+        upstream_read(u);
+}
+
+static void client_feed(struct client *c, const char *data, size_t len)
+{
+    if (c->state == CS_TUNNEL) {
+        struct upstream *u = c->up;
+        if (!u || !u->tunnel) {
+            save_pending(c, data, len); /* upgrade answer not in yet */
+            return;
+        }
+        evbuffer_add(u->out, data, len);
+        upstream_flush(u);
+        return;
+    }
+    if (c->state == CS_IDLE) {
+        client_set_state(c, CS_HEAD);
+        proxy_timer_set(c->w, &c->timer, TL_HEADER);
+    }
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    if (c->dead)
+        return;
+    if (e == HPE_OK) {
+        if (c->up)
+            upstream_flush(c->up);
+        return;
+    }
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        c->parse_paused = 1;
+        if (pos && pos < data + len)
+            save_pending(c, pos, (size_t)(data + len - pos));
+        if (c->up && !c->dead)
+            upstream_flush(c->up);
+        return;
+    }
+    if (e == HPE_USER)
+        return; /* a callback already answered */
+    int status = 400;
+    const char *reason = llhttp_get_error_reason(&c->parser);
+    proxy_log_debug("bad request", "fd=%d err=%s reason=\"%s\"", c->fd, llhttp_errno_name(e),
+                    reason ? reason : "");
+    char line[160];
+    snprintf(line, sizeof(line), "bad request: %s", reason ? reason : llhttp_errno_name(e));
+    client_error(c, status, line, NULL);
+}
+
+/* The exchange ended (or a pipelined request is waiting): go on with the connection. */
+static void client_next(struct client *c)
+{
+    while (!c->dead && c->state == CS_IDLE && c->pending_len) {
+        char *p = c->pending;
+        size_t n = c->pending_len;
+        c->pending = NULL;
+        c->pending_len = 0;
+        client_feed(c, p, n);
+        free(p);
+    }
+    if (!c->dead && c->state == CS_IDLE && c->eof)
+        proxy_client_close(c);
+    else if (!c->dead)
+        client_resume(c);
+}
+
+void proxy_client_drain(struct client *c)
+{
+    if (c->state == CS_IDLE && !c->pending_len)
+        proxy_client_close(c);
+    /* otherwise: the current response goes out with Connection: close */
+}
+
+/* ---- request parser callbacks ---- */
+
+static int req_message_begin(llhttp_t *p)
+{
+    struct client *c = p->data;
+    c->head = head_get(c->w);
+    if (!c->head)
+        return -1;
+    c->start_ns = proxy_now_ns();
+    c->req_done = c->resp_done = c->resp_started = 0;
+    c->status = 0;
+    c->route = ROUTE_LOCAL;
+    return 0;
+}
+
+static int req_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct client *c = p->data;
+    struct head *h = c->head;
+    if (h->url_len + len > PROXY_URL_MAX) {
+        client_error(c, 414, "request target longer than 8 KiB", NULL);
+        return HPE_USER;
+    }
+    if (proxy_head_span(h, &h->url_off, &h->url_len, at, len) < 0) {
+        client_error(c, 431, "request head larger than 64 KiB", NULL);
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int req_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct client *c = p->data;
+    if (proxy_head_field(c->head, at, len) < 0) {
+        client_error(c, 431, "request header fields larger than 64 KiB", NULL);
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int req_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct client *c = p->data;
+    if (proxy_head_value(c->head, at, len) < 0) {
+        client_error(c, 431, "request header fields larger than 64 KiB", NULL);
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static struct upstream *upstream_acquire(struct proxy_worker *w);
+static int upstream_send_request(struct client *c);
+
+static void client_ip(const struct client *c, char *buf, size_t size)
+{
+    if (c->peer.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&c->peer)->sin6_addr, buf, (socklen_t)size);
+    else if (c->peer.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)&c->peer)->sin_addr, buf, (socklen_t)size);
+    else
+        snprintf(buf, size, "unknown");
+}
+
+static int req_headers_complete(llhttp_t *p)
+{
+    struct client *c = p->data;
+    struct proxy_worker *w = c->w;
+    struct head *h = c->head;
+    struct req_facts facts;
+
+    proxy_timer_clear(&c->timer);
+    c->http_minor = p->http_minor;
+    c->keepalive = llhttp_should_keep_alive(p) && !w->draining;
+    c->head_req = p->method == HTTP_HEAD;
+    c->upgrade_req = p->upgrade;
+
+    if (p->http_major != 1) {
+        client_error(c, 400, "only HTTP/1.x is spoken here", NULL);
+        return HPE_USER;
+    }
+    proxy_http_request_facts(h, p->http_minor, &facts);
+    if (facts.bad) {
+        char line[160];
+        snprintf(line, sizeof(line), "bad request: %s", facts.bad);
+        client_error(c, 400, line, NULL);
+        return HPE_USER;
+    }
+    if (p->method == HTTP_CONNECT) {
+        client_error(c, 405, "CONNECT is not supported by a reverse proxy", NULL);
+        return HPE_USER;
+    }
+
+    route_snapshot_refresh(&w->snap);
+    const char *method = llhttp_method_name(p->method);
+    struct route_request rreq = {
+        .method = method,
+        .method_len = strlen(method),
+        .path = facts.path,
+        .path_len = facts.path_len,
+    };
+    struct route_decision d = route_decide(&w->px->rules, &rreq, &w->snap, proxy_now_ms());
+    c->route = d.action;
+    switch (d.action) {
+    case ROUTE_LOCAL:
+    case ROUTE_PASSTHROUGH: break;
+    case ROUTE_GATED: {
+        char extra[ROUTE_REASON_MAX + 64], line[ROUTE_REASON_MAX + 32];
+        snprintf(extra, sizeof(extra), "Retry-After: 1\r\nLeaseway-Gate: %s\r\n", route_gate_str(w->snap.gate));
+        snprintf(line, sizeof(line), "gate %s: %s", route_gate_str(w->snap.gate),
+                 w->snap.gate_reason[0] ? w->snap.gate_reason : "not ready");
+        client_error(c, 503, line, extra);
+        return HPE_USER;
+    }
+    default: {
+        /* forwarding, replay and hold need a Consul lease (consul/); static mode never gets here */
+        client_error(c, 503, "no primary is known for this write", "Retry-After: 1\r\n");
+        return HPE_USER;
+    }
+    }
+
+    if (p->flags & F_CHUNKED)
+        c->req_framing = BODY_CHUNKED;
+    else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
+        c->req_framing = BODY_LENGTH;
+    else
+        c->req_framing = BODY_NONE;
+
+    c->up = upstream_acquire(w);
+    if (!c->up) {
+        client_error(c, 502, err_upstream_connect, NULL);
+        return HPE_USER;
+    }
+    c->up->c = c;
+    if (upstream_send_request(c) < 0) {
+        client_error(c, 500, "out of memory", NULL);
+        return HPE_USER;
+    }
+    client_set_state(c, CS_BODY);
+    /* a slow body sender is timed like a slow reader */
+    if (c->req_framing != BODY_NONE)
+        proxy_timer_set(w, &c->timer, TL_SEND);
+    return 0;
+}
+
+static int upstream_send_request(struct client *c)
+{
+    struct upstream *u = c->up;
+    llhttp_t *p = &c->parser;
+    char ip[INET6_ADDRSTRLEN];
+    client_ip(c, ip, sizeof(ip));
+    const char *method = llhttp_method_name(p->method);
+    struct req_rewrite rw = {
+        .method = method,
+        .method_len = strlen(method),
+        .client_ip = ip,
+        .primary_id = c->w->snap.primary_known ? c->w->snap.primary_id : NULL,
+        .host_fallback = c->w->px->target_hostport,
+        .chunked = c->req_framing == BODY_CHUNKED,
+        .upgrade = c->upgrade_req,
+        .passthrough = c->route == ROUTE_PASSTHROUGH,
+    };
+    return proxy_http_write_request(u->out, c->head, &rw);
+}
+
+static int req_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct client *c = p->data;
+    struct upstream *u = c->up;
+    if (!u)
+        return HPE_USER;
+    if (c->req_framing == BODY_CHUNKED) {
+        char sz[24];
+        int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
+        evbuffer_add(u->out, sz, (size_t)n);
+        evbuffer_add(u->out, at, len);
+        evbuffer_add(u->out, "\r\n", 2);
+    } else {
+        evbuffer_add(u->out, at, len);
+    }
+    if (c->timer.list == TL_SEND)
+        proxy_timer_set(c->w, &c->timer, TL_SEND);
+    return 0;
+}
+
+static int req_message_complete(llhttp_t *p)
+{
+    struct client *c = p->data;
+    if (c->up && c->req_framing == BODY_CHUNKED)
+        evbuffer_add(c->up->out, "0\r\n\r\n", 5);
+    c->req_done = 1;
+    if (c->timer.list == TL_SEND)
+        proxy_timer_clear(&c->timer);
+    client_set_state(c, c->upgrade_req ? CS_TUNNEL : CS_WAIT);
+    /* stop here: the next pipelined request waits for this response */
+    return llhttp_get_upgrade(p) ? 0 : HPE_PAUSED;
+}
+
+/* ---- upstream side ---- */
+
+static struct upstream *upstream_new(struct proxy_worker *w)
+{
+    struct proxy *px = w->px;
+    int fd = socket(px->target_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    set_nodelay(fd);
+    struct upstream *u = calloc(1, sizeof(*u));
+    if (!u || !(u->out = evbuffer_new())) {
+        free(u);
+        close(fd);
+        return NULL;
+    }
+    u->fd = fd;
+    u->w = w;
+    llhttp_init(&u->parser, HTTP_RESPONSE, &resp_settings);
+    u->parser.data = u;
+    int rc = connect(fd, (struct sockaddr *)&px->target_addr, px->target_len);
+    if (rc < 0 && errno != EINPROGRESS) {
+        proxy_log_debug("upstream connect failed", "target=%s err=\"%s\"", px->target_hostport, strerror(errno));
+        evbuffer_free(u->out);
+        free(u);
+        close(fd);
+        proxy_metrics_add(&w->metrics.upstream_errors, 1);
+        return NULL;
+    }
+    u->connecting = rc < 0;
+    event_assign(&u->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, upstream_event, u);
+    if (event_add(&u->ev, NULL) < 0) {
+        evbuffer_free(u->out);
+        free(u);
+        close(fd);
+        return NULL;
+    }
+    proxy_metrics_add(&w->metrics.upstream_connects, 1);
+    if (u->connecting)
+        proxy_timer_set(w, &u->timer, TL_CONNECT);
+    return u;
+}
+
+static void pool_remove(struct upstream *u)
+{
+    struct proxy_worker *w = u->w;
+    if (!u->pooled)
+        return;
+    if (u->pool_prev)
+        u->pool_prev->pool_next = u->pool_next;
+    else
+        w->pool = u->pool_next;
+    if (u->pool_next)
+        u->pool_next->pool_prev = u->pool_prev;
+    u->pool_prev = u->pool_next = NULL;
+    u->pooled = 0;
+    w->npool--;
+}
+
+static struct upstream *upstream_acquire(struct proxy_worker *w)
+{
+    struct upstream *u = w->pool;
+    if (u) {
+        pool_remove(u);
+        proxy_timer_clear(&u->timer);
+        u->reused = 1;
+        u->got_bytes = u->final_seen = 0;
+        llhttp_init(&u->parser, HTTP_RESPONSE, &resp_settings);
+        u->parser.data = u;
+        return u;
+    }
+    return upstream_new(w);
+}
+
+void proxy_upstream_close(struct upstream *u)
+{
+    if (u->dead)
+        return;
+    u->dead = 1;
+    pool_remove(u);
+    if (u->c) {
+        u->c->up = NULL;
+        u->c = NULL;
+    }
+    proxy_timer_clear(&u->timer);
+    event_del(&u->ev);
+    close(u->fd);
+    evbuffer_free(u->out);
+    u->out = NULL;
+    head_put(u->w, u->head);
+    u->head = NULL;
+    proxy_free_later(u->w, u);
+}
+
+/* Put a finished upstream connection back in the pool, or close it. */
+static void upstream_release(struct upstream *u, bool reusable)
+{
+    struct proxy_worker *w = u->w;
+    u->c = NULL;
+    head_put(w, u->head);
+    u->head = NULL;
+    if (!reusable || w->draining || u->tunnel || evbuffer_get_length(u->out) > 0 ||
+        !llhttp_should_keep_alive(&u->parser)) {
+        proxy_upstream_close(u);
+        return;
+    }
+    u->pooled = 1;
+    u->pool_prev = NULL;
+    u->pool_next = w->pool;
+    if (w->pool)
+        w->pool->pool_prev = u;
+    w->pool = u;
+    w->npool++;
+    proxy_timer_set(w, &u->timer, TL_POOL);
+}
+
+/* The app failed us before or during the response. */
+static void upstream_fail(struct upstream *u, const char *why)
+{
+    struct client *c = u->c;
+    proxy_metrics_add(&u->w->metrics.upstream_errors, 1);
+    proxy_upstream_close(u);
+    if (!c || c->dead)
+        return;
+    int status = why == err_upstream_timeout ? 504 : 502;
+    proxy_log_info("upstream error", "status=%d reason=\"%s\"", status, why);
+    client_error(c, status, why, NULL);
+}
+
+static void upstream_flush(struct upstream *u)
+{
+    if (u->dead || u->connecting)
+        return;
+    while (evbuffer_get_length(u->out) > 0) {
+        int n = evbuffer_write(u->out, u->fd);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            upstream_fail(u, u->got_bytes ? err_upstream_reset : err_upstream_connect);
+            return;
+        }
+    }
+    struct client *c = u->c;
+    if (!c)
+        return;
+    /* the app is due an answer (or a tunnel is open): time its silence */
+    if (!u->tunnel && u->timer.list != TL_UPSTREAM)
+        proxy_timer_set(u->w, &u->timer, TL_UPSTREAM);
+    if (c->read_blocked && evbuffer_get_length(u->out) < PROXY_HIGH_WATER / 2)
+        client_resume(c);
+}
+
+static void upstream_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *u = arg;
+    if (u->dead)
+        return;
+    if (u->pooled) {
+        /* an idle pooled connection spoke: EOF or junk, either way it is done */
+        if (what & EV_READ)
+            proxy_upstream_close(u);
+        return;
+    }
+    if (u->connecting && (what & (EV_WRITE | EV_READ))) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err) {
+            proxy_log_debug("upstream connect failed", "err=\"%s\"", strerror(err));
+            upstream_fail(u, err_upstream_connect);
+            return;
+        }
+        u->connecting = 0;
+        proxy_timer_clear(&u->timer);
+    }
+    if (what & EV_WRITE)
+        upstream_flush(u);
+    if (!u->dead && (what & EV_READ))
+        upstream_read(u);
+}
+
+static bool upstream_may_read(struct upstream *u)
+{
+    struct client *c = u->c;
+    return !(c && c->out && evbuffer_get_length(c->out) >= PROXY_HIGH_WATER);
+}
+
+static void upstream_eof(struct upstream *u)
+{
+    struct client *c = u->c;
+    if (u->tunnel) {
+        /* the app closed its side of the tunnel: flush to the client, then close */
+        if (c) {
+            c->close_after = 1;
+            client_flush(c);
+        }
+        if (!u->dead)
+            proxy_upstream_close(u);
+        return;
+    }
+    if (c && u->got_bytes) {
+        /* close-delimited body ends here (RFC 9112 §6.3 rule 8) */
+        llhttp_errno_t e = llhttp_finish(&u->parser);
+        if (u->dead || !u->c)
+            return;
+        if (e == HPE_OK && c->resp_done)
+            return;
+    }
+    upstream_fail(u, u->got_bytes ? err_upstream_reset : err_upstream_reset);
+}
+
+static void upstream_read(struct upstream *u)
+{
+    struct proxy_worker *w = u->w;
+    for (;;) {
+        if (u->dead)
+            return;
+        if (!upstream_may_read(u)) {
+            u->read_blocked = 1;
+            return;
+        }
+        u->read_blocked = 0;
+        ssize_t n = recv(u->fd, w->rbuf, sizeof(w->rbuf), 0);
+        if (n > 0) {
+            struct client *c = u->c;
+            if (!c) {
+                proxy_upstream_close(u);
+                return;
+            }
+            u->got_bytes = 1;
+            if (u->timer.list == TL_UPSTREAM)
+                proxy_timer_set(w, &u->timer, TL_UPSTREAM);
+            if (u->tunnel) {
+                evbuffer_add(client_out(c), w->rbuf, (size_t)n);
+            } else {
+                llhttp_errno_t e = llhttp_execute(&u->parser, w->rbuf, (size_t)n);
+                if (u->dead || c->dead)
+                    return;
+                if (e == HPE_PAUSED_UPGRADE) {
+                    /* 101: everything after the head belongs to the tunnel */
+                    const char *pos = llhttp_get_error_pos(&u->parser);
+                    u->tunnel = 1;
+                    proxy_timer_clear(&u->timer);
+                    if (pos && pos < w->rbuf + n)
+                        evbuffer_add(client_out(c), pos, (size_t)(w->rbuf + n - pos));
+                    client_set_state(c, CS_TUNNEL);
+                    if (c->pending_len) {
+                        evbuffer_add(u->out, c->pending, c->pending_len);
+                        free(c->pending);
+                        c->pending = NULL;
+                        c->pending_len = 0;
+                    }
+                    c->parse_paused = 0;
+                    upstream_flush(u);
+                    if (u->dead)
+                        return;
+                } else if (e == HPE_PAUSED) {
+                    /* response complete; anything after it is the app's error, not ours to relay */
+                    if (c->req_done) {
+                        exchange_done(c);
+                    } else {
+                        /* an early answer while the body still comes: send it and close both */
+                        c->close_after_resp = 1;
+                        c->req_done = 1;
+                        c->up = NULL;
+                        u->c = NULL;
+                        proxy_upstream_close(u);
+                        exchange_done(c);
+                    }
+                    return;
+                } else if (e != HPE_OK) {
+                    proxy_log_info("bad upstream response", "err=%s reason=\"%s\"", llhttp_errno_name(e),
+                                   llhttp_get_error_reason(&u->parser));
+                    upstream_fail(u, err_upstream_bad);
+                    return;
+                }
+            }
+            client_flush(c);
+            if (c->dead || u->dead)
+                return;
+            if ((size_t)n < sizeof(w->rbuf))
+                return;
+            continue;
+        }
+        if (n == 0) {
+            upstream_eof(u);
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        if (u->tunnel || u->got_bytes)
+            upstream_eof(u);
+        else
+            upstream_fail(u, err_upstream_reset);
+        return;
+    }
+}
+
+/* ---- response parser callbacks ---- */
+
+static int resp_message_begin(llhttp_t *p)
+{
+    struct upstream *u = p->data;
+    if (!u->head)
+        u->head = head_get(u->w);
+    else
+        proxy_head_reset(u->head);
+    return u->head ? 0 : -1;
+}
+
+static int resp_status(llhttp_t *p, const char *at, size_t len)
+{
+    struct upstream *u = p->data;
+    return proxy_head_span(u->head, &u->head->reason_off, &u->head->reason_len, at, len) < 0 ? -1 : 0;
+}
+
+static int resp_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct upstream *u = p->data;
+    return proxy_head_field(u->head, at, len) < 0 ? -1 : 0;
+}
+
+static int resp_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct upstream *u = p->data;
+    return proxy_head_value(u->head, at, len) < 0 ? -1 : 0;
+}
+
+static int resp_headers_complete(llhttp_t *p)
+{
+    struct upstream *u = p->data;
+    struct client *c = u->c;
+    int status = p->status_code;
+    if (!c)
+        return -1;
+    struct evbuffer *out = client_out(c);
+    if (!out)
+        return -1;
+    struct resp_rewrite rw;
+    fill_rewrite(c, &rw, status);
+
+    if (status >= 100 && status < 200 && status != 101) {
+        /* interim responses (100 Continue, 103) go to HTTP/1.1 clients as they come */
+        if (c->http_minor >= 1) {
+            rw.framing = BODY_NONE;
+            rw.keepalive = true;
+            rw.passthrough = true; /* no fields of ours on an interim answer */
+            if (proxy_http_write_response(out, u->head, &rw) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    if (status == 101) {
+        if (!c->upgrade_req)
+            return -1; /* an upgrade nobody asked for */
+        rw.upgrade = true;
+        rw.framing = BODY_NONE;
+        u->final_seen = 1;
+        c->resp_started = 1;
+        c->status = 101;
+        return proxy_http_write_response(out, u->head, &rw) < 0 ? -1 : 0;
+    }
+    u->final_seen = 1;
+    bool no_body = c->head_req || status == 204 || status == 304;
+    if (no_body)
+        rw.framing = BODY_NONE;
+    else if (p->flags & F_CONTENT_LENGTH)
+        rw.framing = BODY_LENGTH;
+    else
+        rw.framing = c->http_minor >= 1 ? BODY_CHUNKED : BODY_EOF;
+    /* a refused upgrade leaves the request parser in upgrade mode: close after */
+    rw.keepalive = c->keepalive && !c->w->draining && rw.framing != BODY_EOF && !c->upgrade_req && !c->eof;
+    if (!rw.keepalive)
+        c->close_after_resp = 1;
+    c->resp_framing = rw.framing;
+    c->resp_started = 1;
+    c->status = status;
+    if (proxy_http_write_response(out, u->head, &rw) < 0)
+        return -1;
+    return no_body && c->head_req ? 1 : 0;
+}
+
+static int resp_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct upstream *u = p->data;
+    struct client *c = u->c;
+    if (!c)
+        return -1;
+    if (c->resp_framing == BODY_CHUNKED) {
+        char sz[24];
+        int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
+        evbuffer_add(c->out, sz, (size_t)n);
+        evbuffer_add(c->out, at, len);
+        evbuffer_add(c->out, "\r\n", 2);
+    } else {
+        evbuffer_add(c->out, at, len);
+    }
+    return 0;
+}
+
+static int resp_message_complete(llhttp_t *p)
+{
+    struct upstream *u = p->data;
+    struct client *c = u->c;
+    if (!c)
+        return -1;
+    if (!u->final_seen)
+        return 0; /* an interim response: the final one follows */
+    if (c->status == 101)
+        return 0; /* llhttp returns HPE_PAUSED_UPGRADE */
+    if (c->resp_framing == BODY_CHUNKED)
+        evbuffer_add(c->out, "0\r\n\r\n", 5);
+    c->resp_done = 1;
+    proxy_timer_clear(&u->timer);
+    return HPE_PAUSED;
+}
+
+/*
+ * Both halves are done: account, give the upstream connection back, and
+ * either close the client or go back to reading its next request.
+ */
+static void exchange_done(struct client *c)
+{
+    struct proxy_worker *w = c->w;
+    struct upstream *u = c->up;
+    if (c->start_ns)
+        proxy_metrics_request(&w->metrics, c->route, c->status, proxy_now_ns() - c->start_ns);
+    c->start_ns = 0;
+    if (u) {
+        c->up = NULL;
+        upstream_release(u, c->req_done && c->resp_done);
+    }
+    head_put(w, c->head);
+    c->head = NULL;
+    if (c->close_after_resp || !c->keepalive || w->draining || c->upgrade_req || c->eof) {
+        c->close_after = 1;
+        client_set_state(c, CS_CLOSING);
+        client_flush(c);
+        return;
+    }
+    client_set_state(c, CS_IDLE);
+    c->parse_paused = 0;
+    llhttp_resume(&c->parser);
+    client_flush(c);
+    if (c->dead)
+        return;
+    if (c->out && evbuffer_get_length(c->out) == 0) {
+        /* an idle keep-alive connection keeps no buffers */
+        evbuffer_free(c->out);
+        c->out = NULL;
+    }
+    proxy_timer_set(w, &c->timer, TL_IDLE);
+    client_next(c);
+}
+
+/* ---- timers ---- */
+
+void proxy_timer_expired(struct tnode *t)
+{
+    switch ((enum proxy_timer)t->list) {
+    case TL_HEADER: {
+        struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
+        proxy_timer_clear(t);
+        if (c->state == CS_HEAD)
+            client_error(c, 408, "request headers not received in time", NULL);
+        else
+            proxy_client_close(c);
+        break;
+    }
+    case TL_IDLE:
+    case TL_SEND: {
+        struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
+        proxy_timer_clear(t);
+        proxy_client_close(c);
+        break;
+    }
+    case TL_CONNECT: {
+        struct upstream *u = (struct upstream *)((char *)t - offsetof(struct upstream, timer));
+        proxy_timer_clear(t);
+        upstream_fail(u, err_upstream_timeout);
+        break;
+    }
+    case TL_UPSTREAM: {
+        struct upstream *u = (struct upstream *)((char *)t - offsetof(struct upstream, timer));
+        proxy_timer_clear(t);
+        upstream_fail(u, err_upstream_timeout);
+        break;
+    }
+    case TL_POOL: {
+        struct upstream *u = (struct upstream *)((char *)t - offsetof(struct upstream, timer));
+        proxy_upstream_close(u);
+        break;
+    }
+    default: proxy_timer_clear(t); break;
+    }
+}
+
+void proxy_conn_init_settings(void)
+{
+    llhttp_settings_init(&req_settings);
+    req_settings.on_message_begin = req_message_begin;
+    req_settings.on_url = req_url;
+    req_settings.on_header_field = req_field;
+    req_settings.on_header_value = req_value;
+    req_settings.on_headers_complete = req_headers_complete;
+    req_settings.on_body = req_body;
+    req_settings.on_message_complete = req_message_complete;
+
+    llhttp_settings_init(&resp_settings);
+    resp_settings.on_message_begin = resp_message_begin;
+    resp_settings.on_status = resp_status;
+    resp_settings.on_header_field = resp_field;
+    resp_settings.on_header_value = resp_value;
+    resp_settings.on_headers_complete = resp_headers_complete;
+    resp_settings.on_body = resp_body;
+    resp_settings.on_message_complete = resp_message_complete;
+}

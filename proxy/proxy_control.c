@@ -1,0 +1,384 @@
+/*
+ * `leaseway run`: the control thread. It owns the configuration, the gate,
+ * the lease (static, or consul/ on this thread's event loop) and the admin
+ * listener, composes the cluster snapshot from them and publishes it to the
+ * workers. Shutdown (SPEC §7): close the gate, stop accepting, let in-flight
+ * requests finish within --drain-timeout, release the lease, exit 0.
+ */
+#include "proxy/proxy_control.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "consul/consul.h"
+#include "health/health_gate.h"
+#include "proxy/proxy_admin.h"
+#include "proxy/proxy_log.h"
+#include "routing/route_snapshot.h"
+
+enum control_phase {
+    PHASE_RUNNING = 0, /* serving */
+    PHASE_DRAINING,    /* gate closed, workers finishing in-flight requests */
+    PHASE_RELEASING,   /* workers done or out of time; giving up the lease */
+    PHASE_DONE,        /* leave the loop */
+    PHASE_COUNT
+};
+
+struct control {
+    struct proxy px;
+    struct proxy_config cfg;
+    struct event_base *base;
+    struct proxy_admin admin;
+    struct health_gate gate;
+    struct consul_agent *consul;
+    struct consul_state lease; /* last word from consul/ (or the static lease) */
+    struct event *sig_term, *sig_int, *drain_check;
+    enum control_phase phase;
+    int64_t drain_deadline_ms;
+    enum route_gate last_gate;
+    char last_gate_reason[ROUTE_REASON_MAX];
+    char last_primary[ROUTE_ID_MAX];
+};
+
+static const char *phase_str(enum control_phase p)
+{
+    static const char *const names[PHASE_COUNT] = {"running", "draining", "releasing", "done"};
+    return (unsigned)p < PHASE_COUNT ? names[p] : "invalid";
+}
+
+static void set_phase(struct control *ctl, enum control_phase p)
+{
+    proxy_log_debug("control phase", "from=%s to=%s", phase_str(ctl->phase), phase_str(p));
+    ctl->phase = p;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Compose and publish the snapshot; log what changed. */
+static void publish(struct control *ctl)
+{
+    struct cluster_snapshot s;
+    memset(&s, 0, sizeof(s));
+    s.gate = health_gate_state(&ctl->gate, s.gate_reason, sizeof(s.gate_reason));
+    s.role = ctl->lease.role;
+    s.primary_known = ctl->lease.primary_known;
+    snprintf(s.primary_id, sizeof(s.primary_id), "%s", ctl->lease.primary_id);
+    snprintf(s.primary_url, sizeof(s.primary_url), "%s", ctl->lease.primary_url);
+    s.primary_since_ms = ctl->lease.primary_since_ms;
+    s.lease_index = ctl->lease.lease_index;
+    s.fence_deadline_ms = ctl->lease.fence_deadline_ms;
+    s.consul_reachable = ctl->lease.reachable;
+    s.consul_known_leader = ctl->lease.known_leader;
+    s.consul_last_contact_ms = ctl->lease.last_contact_ms;
+    route_snapshot_publish(&s);
+
+    if (s.gate != ctl->last_gate || strcmp(s.gate_reason, ctl->last_gate_reason) != 0) {
+        proxy_log_info("gate changed", "gate=%s reason=\"%s\"", route_gate_str(s.gate), s.gate_reason);
+        ctl->last_gate = s.gate;
+        snprintf(ctl->last_gate_reason, sizeof(ctl->last_gate_reason), "%s", s.gate_reason);
+        if (ctl->consul)
+            consul_agent_set_gate(ctl->consul, s.gate, s.gate_reason);
+    }
+    const char *now_primary = s.primary_known ? s.primary_id : "";
+    if (strcmp(now_primary, ctl->last_primary) != 0) {
+        proxy_log_info("primary changed", "primary=\"%s\" previous=\"%s\" role=%s", now_primary, ctl->last_primary,
+                       route_role_str(s.role));
+        snprintf(ctl->last_primary, sizeof(ctl->last_primary), "%s", now_primary);
+        ctl->admin.primary_changes++;
+    }
+}
+
+static void lease_changed(const struct consul_state *st, void *arg)
+{
+    struct control *ctl = arg;
+    ctl->lease = *st;
+    publish(ctl);
+}
+
+/* --lease static: self, or the --static-primary ID=URL. */
+static int static_lease(struct control *ctl)
+{
+    struct consul_state *l = &ctl->lease;
+    memset(l, 0, sizeof(*l));
+    l->primary_known = true;
+    l->primary_since_ms = wall_ms();
+    const char *sp = ctl->cfg.static_primary;
+    if (!sp || !*sp || !strcmp(sp, "self")) {
+        l->role = ROUTE_ROLE_PRIMARY;
+        snprintf(l->primary_id, sizeof(l->primary_id), "%s", ctl->cfg.instance);
+        snprintf(l->primary_url, sizeof(l->primary_url), "%s", ctl->cfg.advertise);
+        return 0;
+    }
+    const char *eq = strchr(sp, '=');
+    if (!eq || eq == sp || (strncmp(eq + 1, "http://", 7) && strncmp(eq + 1, "https://", 8))) {
+        fprintf(stderr, "leaseway: --static-primary \"%s\": expected ID=URL, e.g. app-1=http://10.0.0.1:8080\n",
+                sp);
+        return -1;
+    }
+    snprintf(l->primary_id, sizeof(l->primary_id), "%.*s", (int)(eq - sp), sp);
+    snprintf(l->primary_url, sizeof(l->primary_url), "%s", eq + 1);
+    l->role = strcmp(l->primary_id, ctl->cfg.instance) == 0 ? ROUTE_ROLE_PRIMARY : ROUTE_ROLE_REPLICA;
+    return 0;
+}
+
+static const char *handoff(void *arg)
+{
+    struct control *ctl = arg;
+    if (!ctl->consul)
+        return "handoff needs the consul lease (--lease consul)";
+    if (ctl->lease.role != ROUTE_ROLE_PRIMARY)
+        return "this instance is not the primary";
+    consul_agent_handoff(ctl->consul);
+    return "ok: releasing the lease";
+}
+
+static uint64_t consul_errors(void *arg)
+{
+    struct control *ctl = arg;
+    return ctl->consul ? consul_agent_errors(ctl->consul) : 0;
+}
+
+static void finish(struct control *ctl)
+{
+    set_phase(ctl, PHASE_DONE);
+    event_base_loopexit(ctl->base, NULL);
+}
+
+static void consul_released(void *arg)
+{
+    finish(arg);
+}
+
+/* Workers are done (or out of time): give the lease away, then leave. */
+static void release(struct control *ctl)
+{
+    if (ctl->phase >= PHASE_RELEASING)
+        return;
+    set_phase(ctl, PHASE_RELEASING);
+    proxy_workers_stop(&ctl->px);
+    if (ctl->consul)
+        consul_agent_shutdown(ctl->consul, consul_released, ctl);
+    else
+        finish(ctl);
+}
+
+static bool workers_idle(struct control *ctl)
+{
+    for (size_t i = 0; i < ctl->px.nworkers; i++)
+        if (proxy_metrics_read(&ctl->px.workers[i].metrics.connections) > 0)
+            return false;
+    return true;
+}
+
+static void drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct control *ctl = arg;
+    (void)fd;
+    (void)what;
+    if (ctl->phase != PHASE_DRAINING)
+        return;
+    bool idle = workers_idle(ctl);
+    if (idle || proxy_now_ms() >= ctl->drain_deadline_ms) {
+        if (!idle)
+            proxy_log_warn("drain timeout: closing remaining connections", "drain_timeout_ms=%lld",
+                           (long long)ctl->cfg.drain_timeout_ms);
+        else
+            proxy_log_info("drained", "%s", "");
+        event_del(ctl->drain_check);
+        release(ctl);
+    }
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct control *ctl = arg;
+    (void)what;
+    if (ctl->phase != PHASE_RUNNING) {
+        if (sig == SIGINT) {
+            proxy_log_warn("second interrupt: stopping now", "%s", "");
+            release(ctl);
+        }
+        return;
+    }
+    proxy_log_info("shutting down", "signal=%s drain_timeout_ms=%lld", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   (long long)ctl->cfg.drain_timeout_ms);
+    set_phase(ctl, PHASE_DRAINING);
+    ctl->gate.draining = true;
+    publish(ctl);
+    atomic_store(&ctl->px.draining, 1);
+    proxy_workers_drain(&ctl->px);
+    ctl->drain_deadline_ms = proxy_now_ms() + ctl->cfg.drain_timeout_ms;
+    struct timeval tv = {0, 50 * 1000};
+    event_add(ctl->drain_check, &tv);
+}
+
+static struct consul_agent *start_consul(struct control *ctl)
+{
+    struct proxy_config *cfg = &ctl->cfg;
+    struct consul_config cc = {
+        .addr = cfg->consul_addr,
+        .lease_key = cfg->lease_key,
+        .instance = cfg->instance,
+        .region = cfg->region ? cfg->region : "",
+        .advertise = cfg->advertise,
+        .service = cfg->service,
+        .peer_url_template = cfg->peer_url_template,
+        .version = LEASEWAY_VERSION,
+        .candidate = cfg->candidate,
+        .register_service = cfg->register_service,
+        .lease_ttl_ms = cfg->lease_ttl_ms,
+        .lock_delay_ms = cfg->lock_delay_ms,
+    };
+    struct consul_agent *agent = consul_agent_new(ctl->base, &cc, lease_changed, ctl);
+    if (!agent)
+        return NULL;
+    consul_agent_set_gate(agent, ctl->last_gate, ctl->last_gate_reason);
+    if (consul_agent_start(agent) < 0) {
+        consul_agent_free(agent);
+        return NULL;
+    }
+    return agent;
+}
+
+static int setup_rules(struct control *ctl)
+{
+    const char *err = NULL;
+    for (size_t i = 0; i < ctl->cfg.passthrough.n; i++) {
+        if (route_rules_add_glob(&ctl->px.rules, false, ctl->cfg.passthrough.v[i], &err) < 0) {
+            fprintf(stderr, "leaseway: --passthrough \"%s\": %s\n", ctl->cfg.passthrough.v[i], err);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < ctl->cfg.always_primary.n; i++) {
+        if (route_rules_add_glob(&ctl->px.rules, true, ctl->cfg.always_primary.v[i], &err) < 0) {
+            fprintf(stderr, "leaseway: --always-primary \"%s\": %s\n", ctl->cfg.always_primary.v[i], err);
+            return -1;
+        }
+    }
+    ctl->px.rules.writes = strcmp(ctl->cfg.writes, "replay") == 0 ? ROUTE_WRITES_REPLAY : ROUTE_WRITES_FORWARD;
+    return 0;
+}
+
+int proxy_run(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            break;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            proxy_config_usage(stdout);
+            return 0;
+        }
+    }
+    struct control *ctl = calloc(1, sizeof(*ctl));
+    int rc = 1;
+    if (!ctl)
+        return 1;
+    ctl->last_gate = ROUTE_GATE_COUNT;
+    if (proxy_config_load(&ctl->cfg, argc, argv) < 0)
+        goto out_cfg;
+    if (ctl->cfg.check) {
+        proxy_config_print(&ctl->cfg);
+        rc = 0;
+        goto out_cfg;
+    }
+    proxy_log_setup(ctl->cfg.log_format, ctl->cfg.log_level);
+    ctl->px.cfg = &ctl->cfg;
+    ctl->px.nworkers = (size_t)ctl->cfg.workers;
+    ctl->px.started_ms = wall_ms();
+    ctl->admin.px = &ctl->px;
+    ctl->admin.cb_arg = ctl;
+    ctl->admin.handoff_cb = handoff;
+    ctl->admin.consul_errors_cb = consul_errors;
+    snprintf(ctl->px.target_hostport, sizeof(ctl->px.target_hostport), "%s", ctl->cfg.target);
+    if (proxy_parse_addr(ctl->cfg.listen, &ctl->px.listen_addr, &ctl->px.listen_len) < 0) {
+        fprintf(stderr, "leaseway: --listen \"%s\": not an address I can listen on\n", ctl->cfg.listen);
+        goto out_cfg;
+    }
+    if (proxy_parse_addr(ctl->cfg.target, &ctl->px.target_addr, &ctl->px.target_len) < 0) {
+        fprintf(stderr, "leaseway: --target \"%s\": cannot resolve\n", ctl->cfg.target);
+        goto out_cfg;
+    }
+    if (setup_rules(ctl) < 0)
+        goto out_rules;
+    if (!strcmp(ctl->cfg.lease, "static") && static_lease(ctl) < 0)
+        goto out_rules;
+    if (!strcmp(ctl->cfg.lease, "consul")) {
+        ctl->lease.role = ROUTE_ROLE_UNKNOWN;
+        ctl->lease.reachable = false;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    struct event_config *ec = event_config_new();
+    if (!ec)
+        goto out_rules;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+    ctl->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (!ctl->base)
+        goto out_rules;
+    publish(ctl);
+
+    if (proxy_workers_start(&ctl->px) < 0) {
+        fprintf(stderr, "leaseway: cannot start workers on %s: %s\n", ctl->cfg.listen, strerror(errno));
+        goto out_base;
+    }
+    if (strcmp(ctl->cfg.admin, "off") != 0 && proxy_admin_start(&ctl->admin, ctl->base, ctl->cfg.admin) < 0) {
+        fprintf(stderr, "leaseway: cannot listen on --admin %s\n", ctl->cfg.admin);
+        proxy_workers_stop(&ctl->px);
+        proxy_workers_join(&ctl->px);
+        goto out_base;
+    }
+    if (!strcmp(ctl->cfg.lease, "consul") && !(ctl->consul = start_consul(ctl))) {
+        proxy_admin_stop(&ctl->admin);
+        proxy_workers_stop(&ctl->px);
+        proxy_workers_join(&ctl->px);
+        goto out_base;
+    }
+    ctl->sig_term = evsignal_new(ctl->base, SIGTERM, on_signal, ctl);
+    ctl->sig_int = evsignal_new(ctl->base, SIGINT, on_signal, ctl);
+    ctl->drain_check = event_new(ctl->base, -1, EV_PERSIST, drain_check, ctl);
+    if (!ctl->sig_term || !ctl->sig_int || !ctl->drain_check || evsignal_add(ctl->sig_term, NULL) < 0 ||
+        evsignal_add(ctl->sig_int, NULL) < 0) {
+        fprintf(stderr, "leaseway: cannot set up signal handling\n");
+        release(ctl);
+    }
+    proxy_log_info("listening", "listen=%s target=%s admin=%s workers=%zu instance=%s lease=%s version=%s",
+                   ctl->cfg.listen, ctl->cfg.target, ctl->cfg.admin, ctl->px.nworkers, ctl->cfg.instance,
+                   ctl->cfg.lease, LEASEWAY_VERSION);
+
+    event_base_dispatch(ctl->base);
+
+    proxy_workers_stop(&ctl->px);
+    proxy_workers_join(&ctl->px);
+    proxy_admin_stop(&ctl->admin);
+    if (ctl->consul)
+        consul_agent_free(ctl->consul);
+    rc = 0;
+    proxy_log_info("stopped", "%s", "");
+    if (ctl->sig_term)
+        event_free(ctl->sig_term);
+    if (ctl->sig_int)
+        event_free(ctl->sig_int);
+    if (ctl->drain_check)
+        event_free(ctl->drain_check);
+out_base:
+    event_base_free(ctl->base);
+out_rules:
+    route_rules_free(&ctl->px.rules);
+out_cfg:
+    proxy_config_free(&ctl->cfg);
+    free(ctl);
+    return rc;
+}

@@ -1,0 +1,88 @@
+/*
+ * HTTP/1.1 message heads: span accumulation from llhttp, validation that
+ * llhttp 8.1 leaves to us, and the rewriting of heads in both directions
+ * (SPEC §3). No I/O here; proxy_conn.c drives it.
+ */
+#ifndef LEASEWAY_PROXY_HTTP_H
+#define LEASEWAY_PROXY_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "proxy/proxy.h"
+
+struct evbuffer;
+
+/* Append a span from an llhttp callback. Returns 0, or -1 if the head grew past max. */
+__attribute__((warn_unused_result)) int proxy_head_field(struct head *h, const char *at, size_t len);
+__attribute__((warn_unused_result)) int proxy_head_value(struct head *h, const char *at, size_t len);
+__attribute__((warn_unused_result)) int proxy_head_span(struct head *h, uint32_t *off, uint32_t *len,
+                                                        const char *at, size_t n);
+void proxy_head_reset(struct head *h);
+void proxy_head_free(struct head *h);
+
+static inline const char *head_name(const struct head *h, size_t i)
+{
+    return h->buf + h->f[i].name_off;
+}
+static inline const char *head_val(const struct head *h, size_t i)
+{
+    return h->buf + h->f[i].val_off;
+}
+bool proxy_head_name_is(const struct head *h, size_t i, const char *name);
+/* Index of the first field called name, or -1. */
+int proxy_head_find(const struct head *h, const char *name);
+
+/* Facts about a request head that the routing and rewriting need. */
+struct req_facts {
+    int host_count;
+    bool has_te;
+    bool has_cl;
+    bool connection_upgrade; /* Connection lists "upgrade" */
+    bool expect_continue;
+    const char *path; /* into the head arena: the URL up to '?' */
+    size_t path_len;
+    const char *bad; /* NULL, or why the head is rejected (400) */
+};
+
+/* Validate a request head (RFC 9112 §3.2, §5.2, §6.1) and extract facts. */
+void proxy_http_request_facts(const struct head *h, int http_minor, struct req_facts *facts);
+
+/* What the rewritten request head needs besides the parsed head. */
+struct req_rewrite {
+    const char *method;
+    size_t method_len;
+    const char *client_ip;
+    const char *primary_id; /* NULL while unknown */
+    const char *host_fallback; /* Host for HTTP/1.0 requests that have none */
+    bool chunked;              /* body is re-chunked */
+    bool upgrade;              /* pass Connection: upgrade + Upgrade */
+    bool passthrough;          /* only hop-by-hop handling, nothing added or removed */
+};
+
+/* Write the upstream request head to out. Returns 0 or -1 (allocation). */
+__attribute__((warn_unused_result)) int proxy_http_write_request(struct evbuffer *out, const struct head *h,
+                                                                 const struct req_rewrite *rw);
+
+struct resp_rewrite {
+    int status;
+    int client_minor;           /* client's HTTP/1.x minor version */
+    enum body_framing framing;  /* how the body goes to the client */
+    bool keepalive;             /* keep the client connection */
+    bool upgrade;               /* 101: pass Connection: upgrade + Upgrade */
+    bool passthrough;
+    const char *primary_id;     /* NULL while unknown */
+    const char *instance;
+    const char *region;         /* NULL or "" if unset */
+};
+
+__attribute__((warn_unused_result)) int proxy_http_write_response(struct evbuffer *out, const struct head *h,
+                                                                  const struct resp_rewrite *rw);
+
+/* A response made by leaseway itself: status line, our headers, a one-line body. */
+void proxy_http_write_local(struct evbuffer *out, int status, const char *reason_line, const char *extra_headers,
+                            const struct resp_rewrite *rw);
+
+const char *proxy_http_reason(int status);
+
+#endif

@@ -1,0 +1,362 @@
+/*
+ * Worker threads. Each owns an event_base, an SO_REUSEPORT listener on the
+ * public address (the kernel spreads connections), its clients, its
+ * upstream pool and its deadline lists. The control thread talks to a worker
+ * only through its eventfd: 1 = drain (stop accepting, finish in-flight),
+ * 2 = stop now.
+ */
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/proxy_log.h"
+
+#define TICK_MS 250
+
+int64_t proxy_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t proxy_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int proxy_parse_addr(const char *hostport, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    if (!colon || (size_t)(colon - hostport) >= sizeof(host))
+        return -1;
+    size_t hlen = (size_t)(colon - hostport);
+    memcpy(host, hostport, hlen);
+    host[hlen] = '\0';
+    char *h = host;
+    if (h[0] == '[' && hlen >= 2 && h[hlen - 1] == ']') {
+        h[hlen - 1] = '\0';
+        h++;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res) != 0 || !res)
+        return -1;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* ---- deadline lists ---- */
+
+static int64_t list_timeout(struct proxy_worker *w, enum proxy_timer list)
+{
+    return w->tl[list].timeout_ms;
+}
+
+void proxy_timer_clear(struct tnode *t)
+{
+    if (t->list == TL_NONE)
+        return;
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+    t->list = TL_NONE;
+}
+
+void proxy_timer_set(struct proxy_worker *w, struct tnode *t, enum proxy_timer list)
+{
+    proxy_timer_clear(t);
+    struct tnode *head = &w->tl[list].head;
+    t->deadline_ms = proxy_now_ms() + list_timeout(w, list);
+    t->list = (uint8_t)list;
+    t->prev = head->prev;
+    t->next = head;
+    head->prev->next = t;
+    head->prev = t;
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+    (void)fd;
+    (void)what;
+    int64_t now = proxy_now_ms();
+    for (int l = TL_NONE + 1; l < TL_COUNT; l++) {
+        struct tnode *head = &w->tl[l].head;
+        while (head->next != head && head->next->deadline_ms <= now)
+            proxy_timer_expired(head->next);
+    }
+}
+
+/* ---- deferred free (STYLE rule 6): never free what a caller up the stack still uses ---- */
+
+static void free_pending(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+    (void)fd;
+    (void)what;
+    for (size_t i = 0; i < w->nfree_later; i++)
+        free(w->free_later[i]);
+    w->nfree_later = 0;
+}
+
+void proxy_free_later(struct proxy_worker *w, void *p)
+{
+    if (w->nfree_later == w->cap_free_later) {
+        size_t cap = w->cap_free_later ? w->cap_free_later * 2 : 64;
+        void **grown = realloc(w->free_later, cap * sizeof(*grown));
+        if (!grown)
+            abort(); /* freeing now could be a use-after-free; there is no safe way on */
+        w->free_later = grown;
+        w->cap_free_later = cap;
+    }
+    w->free_later[w->nfree_later++] = p;
+    if (w->nfree_later == 1)
+        event_active(&w->free_ev, EV_TIMEOUT, 0);
+}
+
+/* ---- accepting ---- */
+
+static void accept_ready(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+    (void)what;
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int cfd = accept4(fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE)
+                proxy_log_warn("accept: out of file descriptors", "worker=%d", w->id);
+            return;
+        }
+        if ((int64_t)w->nclients >= w->px->cfg->max_connections) {
+            close(cfd);
+            continue;
+        }
+        proxy_client_accept(w, cfd, &peer);
+    }
+}
+
+static int open_listener(struct proxy *px)
+{
+    int fd = socket(px->listen_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&px->listen_addr, px->listen_len) < 0 || listen(fd, 4096) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static void stop_listening(struct proxy_worker *w)
+{
+    if (w->listen_fd < 0)
+        return;
+    /* take what already sits in the queue: closing would reset those connections */
+    accept_ready(w->listen_fd, EV_READ, w);
+    event_del(&w->listen_ev);
+    close(w->listen_fd);
+    w->listen_fd = -1;
+}
+
+static void close_all(struct proxy_worker *w)
+{
+    while (w->clients)
+        proxy_client_close(w->clients);
+    while (w->pool)
+        proxy_upstream_close(w->pool);
+}
+
+static void check_drained(struct proxy_worker *w)
+{
+    if ((w->draining && w->nclients == 0) || w->stopping) {
+        close_all(w);
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+static void control(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+    uint64_t v = 0;
+    (void)what;
+    if (read(fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    if (v >= 2)
+        w->stopping = true;
+    if (!w->draining) {
+        w->draining = true;
+        stop_listening(w);
+        for (struct client *c = w->clients, *next; c; c = next) {
+            next = c->next;
+            proxy_client_drain(c);
+        }
+    }
+    check_drained(w);
+}
+
+static void drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+    tick(fd, what, arg);
+    if (w->draining) {
+        /* connections that went idle since: close them */
+        for (struct client *c = w->clients, *next; c; c = next) {
+            next = c->next;
+            proxy_client_drain(c);
+        }
+        check_drained(w);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct proxy_worker *w = arg;
+    event_base_dispatch(w->base);
+    close_all(w);
+    free_pending(-1, 0, w);
+    return NULL;
+}
+
+static int worker_init(struct proxy *px, struct proxy_worker *w, int id)
+{
+    struct proxy_config *cfg = px->cfg;
+    w->id = id;
+    w->px = px;
+    w->listen_fd = -1;
+    w->ctl_fd = -1;
+    struct event_config *ec = event_config_new();
+    if (!ec)
+        return -1;
+    /* one thread per base: no locking inside libevent */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (!w->base)
+        return -1;
+    const int64_t timeouts[TL_COUNT] = {
+        [TL_HEADER] = cfg->header_timeout_ms,  [TL_IDLE] = cfg->idle_timeout_ms,
+        [TL_SEND] = cfg->upstream_timeout_ms,  [TL_CONNECT] = cfg->connect_timeout_ms,
+        [TL_UPSTREAM] = cfg->upstream_timeout_ms, [TL_POOL] = PROXY_POOL_IDLE_MS,
+    };
+    for (int l = 0; l < TL_COUNT; l++) {
+        w->tl[l].head.next = w->tl[l].head.prev = &w->tl[l].head;
+        w->tl[l].timeout_ms = timeouts[l];
+    }
+    if ((w->listen_fd = open_listener(px)) < 0) {
+        proxy_log_error("cannot listen", "listen=%s err=\"%s\"", cfg->listen, strerror(errno));
+        return -1;
+    }
+    if ((w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+        return -1;
+    event_assign(&w->listen_ev, w->base, w->listen_fd, EV_READ | EV_PERSIST, accept_ready, w);
+    event_assign(&w->ctl_ev, w->base, w->ctl_fd, EV_READ | EV_PERSIST, control, w);
+    event_assign(&w->tick_ev, w->base, -1, EV_PERSIST, drain_tick, w);
+    event_assign(&w->free_ev, w->base, -1, 0, free_pending, w);
+    struct timeval tv = {0, TICK_MS * 1000};
+    if (event_add(&w->listen_ev, NULL) < 0 || event_add(&w->ctl_ev, NULL) < 0 || event_add(&w->tick_ev, &tv) < 0)
+        return -1;
+    return 0;
+}
+
+static void worker_free(struct proxy_worker *w)
+{
+    if (!w->base)
+        return;
+    if (w->listen_fd >= 0)
+        close(w->listen_fd);
+    if (w->ctl_fd >= 0)
+        close(w->ctl_fd);
+    event_base_free(w->base);
+    w->base = NULL;
+    free(w->free_later);
+    w->free_later = NULL;
+    while (w->free_heads) {
+        struct head *h = w->free_heads;
+        w->free_heads = h->next_free;
+        free(h->buf);
+        free(h->f);
+        free(h);
+    }
+}
+
+int proxy_workers_start(struct proxy *px)
+{
+    proxy_conn_init_settings();
+    px->workers = calloc(px->nworkers, sizeof(*px->workers));
+    if (!px->workers)
+        return -1;
+    for (size_t i = 0; i < px->nworkers; i++) {
+        if (worker_init(px, &px->workers[i], (int)i) < 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < px->nworkers; i++) {
+        route_snapshot_refresh(&px->workers[i].snap);
+        if (pthread_create(&px->workers[i].thread, NULL, worker_main, &px->workers[i]) != 0) {
+            px->nworkers = i; /* join only what started */
+            proxy_workers_stop(px);
+            proxy_workers_join(px);
+            return -1;
+        }
+    }
+    return 0;
+fail:
+    for (size_t i = 0; i < px->nworkers; i++)
+        worker_free(&px->workers[i]);
+    free(px->workers);
+    px->workers = NULL;
+    return -1;
+}
+
+static void signal_workers(struct proxy *px, uint64_t v)
+{
+    for (size_t i = 0; i < px->nworkers; i++) {
+        ssize_t n = write(px->workers[i].ctl_fd, &v, sizeof(v));
+        (void)n;
+    }
+}
+
+void proxy_workers_drain(struct proxy *px)
+{
+    signal_workers(px, 1);
+}
+
+void proxy_workers_stop(struct proxy *px)
+{
+    signal_workers(px, 2);
+}
+
+void proxy_workers_join(struct proxy *px)
+{
+    if (!px->workers)
+        return;
+    for (size_t i = 0; i < px->nworkers; i++) {
+        pthread_join(px->workers[i].thread, NULL);
+        worker_free(&px->workers[i]);
+    }
+    free(px->workers);
+    px->workers = NULL;
+}

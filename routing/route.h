@@ -1,0 +1,66 @@
+/*
+ * Routing decisions (SPEC §2): request facts + cluster snapshot -> action.
+ * Pure: no I/O, no allocation after route_rules_add_glob() at start-up.
+ */
+#ifndef LEASEWAY_ROUTE_H
+#define LEASEWAY_ROUTE_H
+
+#include "routing/route-t.h"
+
+enum route_action {
+    ROUTE_LOCAL = 0,   /* serve from the local app, headers stamped */
+    ROUTE_PASSTHROUGH, /* local app, never gated, headers untouched */
+    ROUTE_GATED,       /* 503 + Leaseway-Gate */
+    ROUTE_FORWARD,     /* stream to the primary's proxy */
+    ROUTE_REPLAY,      /* 409 + fly-replay */
+    ROUTE_HOLD,        /* write with no usable primary: wait for one */
+    ROUTE_MISDIRECTED, /* forwarded to us but we are not primary: 421 */
+    ROUTE_ACTION_COUNT
+};
+
+enum route_writes {
+    ROUTE_WRITES_FORWARD = 0,
+    ROUTE_WRITES_REPLAY,
+};
+
+struct route_glob {
+    char method[16]; /* "" = any method */
+    char *pattern;   /* owned; '*' matches any run of characters */
+};
+
+struct route_rules {
+    struct route_glob *passthrough;
+    size_t n_passthrough;
+    struct route_glob *always_primary;
+    size_t n_always_primary;
+    enum route_writes writes;
+};
+
+struct route_request {
+    const char *method; /* "GET", ... */
+    size_t method_len;
+    const char *path; /* path only, without the query */
+    size_t path_len;
+    bool from_peer;     /* forwarded by another leaseway (authenticated) */
+    bool recent_write;  /* carries a fresh leaseway_wrote cookie */
+};
+
+struct route_decision {
+    enum route_action action;
+    bool is_write; /* method or always-primary says it writes */
+};
+
+/* Parse "GET /path/<glob>" or "/path/<glob>" into rules; returns 0, or -1 with *err set. */
+__attribute__((warn_unused_result)) int route_rules_add_glob(struct route_rules *rules, bool always_primary,
+                                                             const char *spec, const char **err);
+void route_rules_free(struct route_rules *rules);
+
+bool route_glob_match(const char *pattern, const char *s, size_t len);
+
+/* now_ms is CLOCK_MONOTONIC in ms, compared with the snapshot's fence. */
+struct route_decision route_decide(const struct route_rules *rules, const struct route_request *req,
+                                   const struct cluster_snapshot *snap, int64_t now_ms);
+
+const char *route_action_str(enum route_action action);
+
+#endif
