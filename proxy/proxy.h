@@ -110,7 +110,7 @@ struct client {
     char *pending;         /* unparsed bytes after a paused message */
     size_t pending_len;
     int64_t start_ns;      /* request start, for the latency histogram */
-    struct sockaddr_storage peer;
+    char ip[46]; /* the client's address, for X-Forwarded-For */
     enum client_state state;
     enum route_action route;
     enum body_framing req_framing;

@@ -111,7 +111,12 @@ void proxy_client_accept(struct proxy_worker *w, int fd, const struct sockaddr_s
     set_nodelay(fd);
     c->fd = fd;
     c->w = w;
-    c->peer = *peer;
+    if (peer->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->ip, sizeof(c->ip));
+    else if (peer->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->ip, sizeof(c->ip));
+    else
+        snprintf(c->ip, sizeof(c->ip), "unknown");
     c->state = CS_IDLE;
     llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
     c->parser.data = c;
@@ -471,16 +476,6 @@ static int req_value(llhttp_t *p, const char *at, size_t len)
 static struct upstream *upstream_acquire(struct proxy_worker *w);
 static int upstream_send_request(struct client *c);
 
-static void client_ip(const struct client *c, char *buf, size_t size)
-{
-    if (c->peer.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&c->peer)->sin6_addr, buf, (socklen_t)size);
-    else if (c->peer.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)&c->peer)->sin_addr, buf, (socklen_t)size);
-    else
-        snprintf(buf, size, "unknown");
-}
-
 static int req_headers_complete(llhttp_t *p)
 {
     struct client *c = p->data;
@@ -566,13 +561,11 @@ static int upstream_send_request(struct client *c)
 {
     struct upstream *u = c->up;
     llhttp_t *p = &c->parser;
-    char ip[INET6_ADDRSTRLEN];
-    client_ip(c, ip, sizeof(ip));
     const char *method = llhttp_method_name(p->method);
     struct req_rewrite rw = {
         .method = method,
         .method_len = strlen(method),
-        .client_ip = ip,
+        .client_ip = c->ip,
         .primary_id = c->w->snap.primary_known ? c->w->snap.primary_id : NULL,
         .host_fallback = c->w->px->target_hostport,
         .chunked = c->req_framing == BODY_CHUNKED,
@@ -590,8 +583,7 @@ static int req_body(llhttp_t *p, const char *at, size_t len)
         return HPE_USER;
     if (c->req_framing == BODY_CHUNKED) {
         char sz[24];
-        int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
-        evbuffer_add(u->out, sz, (size_t)n);
+        evbuffer_add(u->out, sz, proxy_http_chunk_header(sz, len));
         evbuffer_add(u->out, at, len);
         evbuffer_add(u->out, "\r\n", 2);
     } else {
@@ -1009,8 +1001,7 @@ static int resp_body(llhttp_t *p, const char *at, size_t len)
         return -1;
     if (c->resp_framing == BODY_CHUNKED) {
         char sz[24];
-        int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
-        evbuffer_add(c->out, sz, (size_t)n);
+        evbuffer_add(c->out, sz, proxy_http_chunk_header(sz, len));
         evbuffer_add(c->out, at, len);
         evbuffer_add(c->out, "\r\n", 2);
     } else {

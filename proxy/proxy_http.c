@@ -127,6 +127,35 @@ static bool list_has(const char *v, size_t len, const char *token, size_t tlen)
     return false;
 }
 
+/*
+ * Names listed in Connection fields other than the ones every client sends
+ * (close, keep-alive, upgrade) are rare; find out once per head whether any
+ * exist, so the common case costs one pass and no per-field list walk.
+ */
+static bool has_custom_connection_tokens(const struct head *h)
+{
+    for (size_t k = 0; k < h->nf; k++) {
+        if (!proxy_head_name_is(h, k, "connection"))
+            continue;
+        const char *v = head_val(h, k);
+        size_t len = h->f[k].val_len, i = 0;
+        while (i < len) {
+            while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+                i++;
+            size_t s = i;
+            while (i < len && v[i] != ',')
+                i++;
+            size_t e = i;
+            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+                e--;
+            if (e > s && !eq_nocase(v + s, e - s, "close") && !eq_nocase(v + s, e - s, "keep-alive") &&
+                !eq_nocase(v + s, e - s, "upgrade"))
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Is field i named by any Connection field of h? */
 static bool named_by_connection(const struct head *h, size_t i)
 {
@@ -216,12 +245,64 @@ void proxy_http_request_facts(const struct head *h, int http_minor, struct req_f
     }
 }
 
-static void add_field(struct evbuffer *out, const struct head *h, size_t i)
+/*
+ * Heads are written into space reserved in the output buffer in one go:
+ * one reserve, memcpy per field, one commit. (Building them with one
+ * evbuffer_add or printf per piece cost more than parsing them.)
+ */
+struct writer {
+    char *p;
+    char *end;
+};
+
+static inline void put(struct writer *wr, const char *s, size_t n)
 {
-    evbuffer_add(out, head_name(h, i), h->f[i].name_len);
-    evbuffer_add(out, ": ", 2);
-    evbuffer_add(out, head_val(h, i), h->f[i].val_len);
-    evbuffer_add(out, "\r\n", 2);
+    if ((size_t)(wr->end - wr->p) < n)
+        n = (size_t)(wr->end - wr->p); /* cannot happen: space was reserved for the worst case */
+    memcpy(wr->p, s, n);
+    wr->p += n;
+}
+
+#define PUT_LIT(wr, lit) put(wr, lit, sizeof(lit) - 1)
+
+static inline void put_str(struct writer *wr, const char *s)
+{
+    put(wr, s, strlen(s));
+}
+
+static void put_field(struct writer *wr, const struct head *h, size_t i)
+{
+    put(wr, head_name(h, i), h->f[i].name_len);
+    PUT_LIT(wr, ": ");
+    put(wr, head_val(h, i), h->f[i].val_len);
+    PUT_LIT(wr, "\r\n");
+}
+
+static void put_header(struct writer *wr, const char *name, size_t nlen, const char *val)
+{
+    put(wr, name, nlen);
+    put_str(wr, val);
+    PUT_LIT(wr, "\r\n");
+}
+
+static int writer_begin(struct evbuffer *out, struct writer *wr, struct evbuffer_iovec *iov, size_t size)
+{
+    if (evbuffer_reserve_space(out, (ev_ssize_t)size, iov, 1) != 1)
+        return -1;
+    wr->p = iov->iov_base;
+    wr->end = wr->p + size;
+    return 0;
+}
+
+static int writer_commit(struct evbuffer *out, struct writer *wr, struct evbuffer_iovec *iov)
+{
+    iov->iov_len = (size_t)(wr->p - (char *)iov->iov_base);
+    return evbuffer_commit_space(out, iov, 1);
+}
+
+static size_t slen(const char *s)
+{
+    return s ? strlen(s) : 0;
 }
 
 static bool starts_nocase(const char *s, size_t len, const char *prefix)
@@ -232,12 +313,19 @@ static bool starts_nocase(const char *s, size_t len, const char *prefix)
 
 int proxy_http_write_request(struct evbuffer *out, const struct head *h, const struct req_rewrite *rw)
 {
-    char line[512];
-    evbuffer_add(out, rw->method, rw->method_len);
-    evbuffer_add(out, " ", 1);
-    evbuffer_add(out, h->buf + h->url_off, h->url_len);
-    evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    struct evbuffer_iovec iov;
+    struct writer wr;
+    /* worst case: every field + separators, the request line, our own fields */
+    size_t size = h->len + h->nf * 4 + rw->method_len + 512 + slen(rw->client_ip) + slen(rw->primary_id) +
+                  slen(rw->host_fallback) + h->len; /* X-Forwarded-Host may repeat Host */
+    if (writer_begin(out, &wr, &iov, size) < 0)
+        return -1;
+    put(&wr, rw->method, rw->method_len);
+    PUT_LIT(&wr, " ");
+    put(&wr, h->buf + h->url_off, h->url_len);
+    PUT_LIT(&wr, " HTTP/1.1\r\n");
 
+    const bool custom = has_custom_connection_tokens(h);
     const char *xff = NULL;
     size_t xff_len = 0;
     bool have_host = false, have_proto = false, have_fhost = false;
@@ -250,92 +338,111 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
                 upgrade_i = (int)i;
             continue;
         }
-        if (named_by_connection(h, i))
+        if (custom && named_by_connection(h, i))
             continue;
-        if (!rw->passthrough) {
-            if (starts_nocase(n, nl, "leaseway-") || eq_nocase(n, nl, "fly-primary-instance"))
-                continue;
-            if (eq_nocase(n, nl, "x-forwarded-for")) {
-                /* several fields are one comma list (RFC 9110 §5.3); keep the last, nginx does too */
-                xff = head_val(h, i);
-                xff_len = h->f[i].val_len;
-                continue;
-            }
-            have_proto |= eq_nocase(n, nl, "x-forwarded-proto");
-        }
-        if (eq_nocase(n, nl, "host")) {
+        if (nl == 4 && strncasecmp(n, "host", 4) == 0) {
             have_host = true;
             host_i = (int)i;
+        } else if (!rw->passthrough) {
+            if ((n[0] | 0x20) == 'l' && starts_nocase(n, nl, "leaseway-"))
+                continue;
+            if ((n[0] | 0x20) == 'f' && eq_nocase(n, nl, "fly-primary-instance"))
+                continue;
+            if ((n[0] | 0x20) == 'x' && nl > 12 && starts_nocase(n, nl, "x-forwarded-")) {
+                if (eq_nocase(n, nl, "x-forwarded-for")) {
+                    /* several fields form one list (RFC 9110 §5.3); keep the last, as nginx does */
+                    xff = head_val(h, i);
+                    xff_len = h->f[i].val_len;
+                    continue;
+                }
+                have_proto |= eq_nocase(n, nl, "x-forwarded-proto");
+                have_fhost |= eq_nocase(n, nl, "x-forwarded-host");
+            }
         }
-        have_fhost |= eq_nocase(n, nl, "x-forwarded-host");
-        add_field(out, h, i);
+        put_field(&wr, h, i);
     }
     if (!have_host && rw->host_fallback)
-        evbuffer_add_printf(out, "Host: %s\r\n", rw->host_fallback);
+        put_header(&wr, "Host: ", 6, rw->host_fallback);
     if (!rw->passthrough) {
-        if (xff)
-            evbuffer_add_printf(out, "X-Forwarded-For: %.*s, %s\r\n", (int)xff_len, xff, rw->client_ip);
-        else
-            evbuffer_add_printf(out, "X-Forwarded-For: %s\r\n", rw->client_ip);
-        /* Behind Fly's edge the previous hop already says https: keep what it said. */
+        PUT_LIT(&wr, "X-Forwarded-For: ");
+        if (xff) {
+            put(&wr, xff, xff_len);
+            PUT_LIT(&wr, ", ");
+        }
+        put_str(&wr, rw->client_ip);
+        PUT_LIT(&wr, "\r\n");
+        /* behind Fly's edge the previous hop already says https: keep what it said */
         if (!have_proto)
-            evbuffer_add(out, "X-Forwarded-Proto: http\r\n", 25);
+            PUT_LIT(&wr, "X-Forwarded-Proto: http\r\n");
         if (!have_fhost && host_i >= 0) {
-            evbuffer_add(out, "X-Forwarded-Host: ", 18);
-            evbuffer_add(out, head_val(h, (size_t)host_i), h->f[host_i].val_len);
-            evbuffer_add(out, "\r\n", 2);
+            PUT_LIT(&wr, "X-Forwarded-Host: ");
+            put(&wr, head_val(h, (size_t)host_i), h->f[host_i].val_len);
+            PUT_LIT(&wr, "\r\n");
         }
-        if (rw->primary_id) {
-            int n = snprintf(line, sizeof(line), "Fly-Primary-Instance: %s\r\n", rw->primary_id);
-            evbuffer_add(out, line, (size_t)n);
-        }
+        if (rw->primary_id)
+            put_header(&wr, "Fly-Primary-Instance: ", 22, rw->primary_id);
     }
     if (rw->upgrade && upgrade_i >= 0) {
-        evbuffer_add(out, "Connection: upgrade\r\n", 21);
-        add_field(out, h, (size_t)upgrade_i);
+        PUT_LIT(&wr, "Connection: upgrade\r\n");
+        put_field(&wr, h, (size_t)upgrade_i);
     }
     if (rw->chunked)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    return evbuffer_add(out, "\r\n", 2);
+        PUT_LIT(&wr, "Transfer-Encoding: chunked\r\n");
+    PUT_LIT(&wr, "\r\n");
+    return writer_commit(out, &wr, &iov);
 }
 
-static void add_our_headers(struct evbuffer *out, const struct resp_rewrite *rw)
+static size_t our_headers_size(const struct resp_rewrite *rw)
 {
-    char line[512];
-    int n;
-    if (rw->primary_id) {
-        n = snprintf(line, sizeof(line), "Fly-Primary-Instance: %s\r\n", rw->primary_id);
-        evbuffer_add(out, line, (size_t)n);
-    }
-    n = snprintf(line, sizeof(line), "Fly-Instance: %s\r\n", rw->instance);
-    evbuffer_add(out, line, (size_t)n);
-    if (rw->region && *rw->region) {
-        n = snprintf(line, sizeof(line), "Fly-Region: %s\r\n", rw->region);
-        evbuffer_add(out, line, (size_t)n);
-    }
+    return 128 + slen(rw->primary_id) + slen(rw->instance) + slen(rw->region);
 }
 
-static void add_connection(struct evbuffer *out, const struct resp_rewrite *rw)
+static void put_our_headers(struct writer *wr, const struct resp_rewrite *rw)
+{
+    if (rw->primary_id)
+        put_header(wr, "Fly-Primary-Instance: ", 22, rw->primary_id);
+    put_header(wr, "Fly-Instance: ", 14, rw->instance);
+    if (rw->region && *rw->region)
+        put_header(wr, "Fly-Region: ", 12, rw->region);
+}
+
+static void put_connection(struct writer *wr, const struct resp_rewrite *rw)
 {
     if (rw->upgrade)
         return;
     if (!rw->keepalive)
-        evbuffer_add(out, "Connection: close\r\n", 19);
+        PUT_LIT(wr, "Connection: close\r\n");
     else if (rw->client_minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+        PUT_LIT(wr, "Connection: keep-alive\r\n");
+}
+
+static void put_status_line(struct writer *wr, int status, const char *reason, size_t rlen)
+{
+    char line[16] = "HTTP/1.1 000 ";
+    if (status < 100 || status > 999)
+        status = 502;
+    line[9] = (char)('0' + status / 100);
+    line[10] = (char)('0' + status / 10 % 10);
+    line[11] = (char)('0' + status % 10);
+    put(wr, line, 13);
+    put(wr, reason, rlen);
+    PUT_LIT(wr, "\r\n");
 }
 
 int proxy_http_write_response(struct evbuffer *out, const struct head *h, const struct resp_rewrite *rw)
 {
-    char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %03d ", rw->status);
-    evbuffer_add(out, line, (size_t)n);
+    struct evbuffer_iovec iov;
+    struct writer wr;
+    const char *reason = proxy_http_reason(rw->status);
+    if (writer_begin(out, &wr, &iov, h->len + h->nf * 4 + 256 + our_headers_size(rw) + strlen(reason)) < 0)
+        return -1;
     if (h->reason_len)
-        evbuffer_add(out, h->buf + h->reason_off, h->reason_len);
+        put_status_line(&wr, rw->status, h->buf + h->reason_off, h->reason_len);
     else
-        evbuffer_add(out, proxy_http_reason(rw->status), strlen(proxy_http_reason(rw->status)));
-    evbuffer_add(out, "\r\n", 2);
+        put_status_line(&wr, rw->status, reason, strlen(reason));
 
+    const bool custom = has_custom_connection_tokens(h);
+    const bool keep_cl = rw->framing == BODY_LENGTH || rw->framing == BODY_NONE;
     int upgrade_i = -1;
     for (size_t i = 0; i < h->nf; i++) {
         const char *nm = head_name(h, i);
@@ -345,46 +452,72 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
                 upgrade_i = (int)i;
             continue;
         }
-        if (named_by_connection(h, i))
+        if (custom && named_by_connection(h, i))
             continue;
         /* framing is ours to decide; a CL survives only where the body keeps its length */
-        if (eq_nocase(nm, nl, "content-length") && rw->framing != BODY_LENGTH && rw->framing != BODY_NONE)
+        if (!keep_cl && eq_nocase(nm, nl, "content-length"))
             continue;
-        if (!rw->passthrough && (eq_nocase(nm, nl, "fly-primary-instance") || eq_nocase(nm, nl, "fly-instance") ||
-                                 eq_nocase(nm, nl, "fly-region")))
+        if (!rw->passthrough && (nm[0] | 0x20) == 'f' &&
+            (eq_nocase(nm, nl, "fly-primary-instance") || eq_nocase(nm, nl, "fly-instance") ||
+             eq_nocase(nm, nl, "fly-region")))
             continue;
-        add_field(out, h, i);
+        put_field(&wr, h, i);
     }
     if (!rw->passthrough)
-        add_our_headers(out, rw);
+        put_our_headers(&wr, rw);
     if (rw->upgrade) {
-        evbuffer_add(out, "Connection: upgrade\r\n", 21);
+        PUT_LIT(&wr, "Connection: upgrade\r\n");
         if (upgrade_i >= 0)
-            add_field(out, h, (size_t)upgrade_i);
+            put_field(&wr, h, (size_t)upgrade_i);
     }
     if (rw->framing == BODY_CHUNKED)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    add_connection(out, rw);
-    return evbuffer_add(out, "\r\n", 2);
+        PUT_LIT(&wr, "Transfer-Encoding: chunked\r\n");
+    put_connection(&wr, rw);
+    PUT_LIT(&wr, "\r\n");
+    return writer_commit(out, &wr, &iov);
 }
 
 void proxy_http_write_local(struct evbuffer *out, int status, const char *reason_line, const char *extra_headers,
                             const struct resp_rewrite *rw)
 {
     size_t blen = reason_line ? strlen(reason_line) + 1 : 0;
-    evbuffer_add_printf(out, "HTTP/1.1 %03d %s\r\n", status, proxy_http_reason(status));
+    const char *reason = proxy_http_reason(status);
+    struct evbuffer_iovec iov;
+    struct writer wr;
+    char num[24];
+    if (writer_begin(out, &wr, &iov, 256 + strlen(reason) + slen(extra_headers) + our_headers_size(rw) + blen) < 0)
+        return;
+    put_status_line(&wr, status, reason, strlen(reason));
     if (blen)
-        evbuffer_add(out, "Content-Type: text/plain; charset=utf-8\r\n", 41);
-    evbuffer_add_printf(out, "Content-Length: %zu\r\n", blen);
+        PUT_LIT(&wr, "Content-Type: text/plain; charset=utf-8\r\n");
+    snprintf(num, sizeof(num), "%zu", blen);
+    put_header(&wr, "Content-Length: ", 16, num);
     if (extra_headers)
-        evbuffer_add(out, extra_headers, strlen(extra_headers));
-    add_our_headers(out, rw);
-    add_connection(out, rw);
-    evbuffer_add(out, "\r\n", 2);
+        put_str(&wr, extra_headers);
+    put_our_headers(&wr, rw);
+    put_connection(&wr, rw);
+    PUT_LIT(&wr, "\r\n");
     if (blen) {
-        evbuffer_add(out, reason_line, blen - 1);
-        evbuffer_add(out, "\n", 1);
+        put(&wr, reason_line, blen - 1);
+        PUT_LIT(&wr, "\n");
     }
+    (void)writer_commit(out, &wr, &iov);
+}
+
+size_t proxy_http_chunk_header(char *buf, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[n++] = hex[len & 0xf];
+        len >>= 4;
+    } while (len);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\r';
+    buf[n + 1] = '\n';
+    return n + 2;
 }
 
 const char *proxy_http_reason(int status)

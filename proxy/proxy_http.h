@@ -85,4 +85,7 @@ void proxy_http_write_local(struct evbuffer *out, int status, const char *reason
 
 const char *proxy_http_reason(int status);
 
+/* Write "<hex len>\r\n" into buf (at least 20 bytes); returns its length. */
+size_t proxy_http_chunk_header(char *buf, size_t len);
+
 #endif
