@@ -11,9 +11,9 @@
 #include "routing/route-t.h"
 
 struct health_gate {
-    bool need_migrations;  /* --migrations is not none */
+    bool need_migrations; /* --migrations is not none */
     bool migrations_done;
-    bool need_app_health;  /* --upstream-health is set */
+    bool need_app_health; /* --upstream-health is set */
     bool app_healthy;
     bool need_migrate_run; /* primary with --migrate-command: its run must have succeeded */
     bool migrate_run_done;

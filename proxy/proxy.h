@@ -27,11 +27,11 @@
 struct evbuffer;
 struct proxy_worker;
 
-#define PROXY_RBUF_SIZE   (64 * 1024)
-#define PROXY_HEAD_MAX    (64 * 1024) /* request/response head limit: 431 above it */
-#define PROXY_URL_MAX     (8 * 1024)  /* request-target limit: 414 above it */
-#define PROXY_HIGH_WATER  (256 * 1024) /* stop reading the sender above this much queued */
-#define PROXY_POOL_IDLE_MS 2000        /* pooled upstream connections: below Node's 5 s keepAliveTimeout */
+#define PROXY_RBUF_SIZE    (64 * 1024)
+#define PROXY_HEAD_MAX     (64 * 1024)  /* request/response head limit: 431 above it */
+#define PROXY_URL_MAX      (8 * 1024)   /* request-target limit: 414 above it */
+#define PROXY_HIGH_WATER   (256 * 1024) /* stop reading the sender above this much queued */
+#define PROXY_POOL_IDLE_MS 2000         /* pooled upstream connections: below Node's 5 s keepAliveTimeout */
 
 /*
  * Deadline lists: every entry of one list has the same timeout, so appending
@@ -104,33 +104,34 @@ struct client {
     struct proxy_worker *w;
     struct client *prev, *next; /* worker's list of clients */
     llhttp_t parser;
-    struct evbuffer *out;  /* to the client; lazily allocated */
-    struct head *head;     /* request head while it is being read */
-    struct upstream *up;   /* bound for the current exchange */
-    char *pending;         /* unparsed bytes after a paused message */
+    struct evbuffer *out; /* to the client; lazily allocated */
+    struct head *head;    /* request head while it is being read */
+    struct upstream *up;  /* bound for the current exchange */
+    char *pending;        /* unparsed bytes after a paused message */
     size_t pending_len;
-    int64_t start_ns;      /* request start, for the latency histogram */
-    char ip[46]; /* the client's address, for X-Forwarded-For */
+    int64_t start_ns; /* request start, for the latency histogram */
+    char ip[46];      /* the client's address, for X-Forwarded-For */
     enum client_state state;
     enum route_action route;
     enum body_framing req_framing;
     enum body_framing resp_framing;
     int status; /* final status sent to the client (for metrics/log) */
     uint8_t http_minor;
-    unsigned keepalive : 1;     /* client wants to keep the connection */
-    unsigned head_req : 1;      /* request method is HEAD */
-    unsigned upgrade_req : 1;   /* request asks for an upgrade */
-    unsigned req_done : 1;      /* whole request received and queued upstream */
-    unsigned resp_started : 1;  /* a final response head was sent */
-    unsigned resp_done : 1;     /* whole response queued to the client */
-    unsigned parse_paused : 1;  /* parser paused after a message */
-    unsigned read_blocked : 1;  /* stopped reading: backpressure or pause */
-    unsigned read_ready : 1;    /* edge seen while blocked: data may wait in the kernel */
-    unsigned close_after : 1;   /* close once out is flushed */
+    uint8_t head_scan;             /* enum head_scan over the raw request head */
+    unsigned keepalive : 1;        /* client wants to keep the connection */
+    unsigned head_req : 1;         /* request method is HEAD */
+    unsigned upgrade_req : 1;      /* request asks for an upgrade */
+    unsigned req_done : 1;         /* whole request received and queued upstream */
+    unsigned resp_started : 1;     /* a final response head was sent */
+    unsigned resp_done : 1;        /* whole response queued to the client */
+    unsigned parse_paused : 1;     /* parser paused after a message */
+    unsigned read_blocked : 1;     /* stopped reading: backpressure or pause */
+    unsigned read_ready : 1;       /* edge seen while blocked: data may wait in the kernel */
+    unsigned close_after : 1;      /* close once out is flushed */
     unsigned close_after_resp : 1; /* close when this response is done */
-    unsigned eof : 1;           /* client half-closed */
-    unsigned dead : 1;          /* closed; freed at the end of the loop iteration */
-    unsigned in_loop : 1;       /* deferred-free queued */
+    unsigned eof : 1;              /* client half-closed */
+    unsigned dead : 1;             /* closed; freed at the end of the loop iteration */
+    unsigned rdhup : 1;            /* the peer's FIN was signalled: read to EOF past a short read */
 };
 
 struct upstream {
@@ -138,20 +139,21 @@ struct upstream {
     struct event ev;
     struct tnode timer;
     struct proxy_worker *w;
-    struct client *c;              /* bound client; NULL while pooled */
+    struct client *c; /* bound client; NULL while pooled */
     struct upstream *pool_prev, *pool_next;
-    llhttp_t parser;               /* responses */
-    struct evbuffer *out;          /* to the app */
-    struct head *head;             /* response head while it is read */
+    llhttp_t parser;      /* responses */
+    struct evbuffer *out; /* to the app */
+    struct head *head;    /* response head while it is read */
     unsigned connecting : 1;
     unsigned reused : 1;
-    unsigned got_bytes : 1;     /* any response byte received for this exchange */
-    unsigned read_blocked : 1;  /* backpressure from the client */
+    unsigned got_bytes : 1;    /* any response byte received for this exchange */
+    unsigned read_blocked : 1; /* backpressure from the client */
     unsigned read_ready : 1;
-    unsigned final_seen : 1;    /* a non-1xx response head was seen */
+    unsigned final_seen : 1; /* a non-1xx response head was seen */
     unsigned tunnel : 1;
     unsigned dead : 1;
     unsigned pooled : 1;
+    unsigned rdhup : 1;
 };
 
 struct proxy;

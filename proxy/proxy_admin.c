@@ -48,8 +48,8 @@ static json_t *status_json(struct proxy_admin *a)
     json_object_set_new(root, "role", json_string(route_role_str(s.role)));
     if (s.primary_known) {
         json_object_set_new(root, "primary",
-                            json_pack("{s:s, s:s, s:I}", "id", s.primary_id, "advertise", s.primary_url, "since",
-                                      (json_int_t)s.primary_since_ms));
+                            json_pack("{s:s, s:s, s:I}", "id", s.primary_id, "advertise", s.primary_url,
+                                      "since", (json_int_t)s.primary_since_ms));
     } else {
         json_object_set_new(root, "primary", json_null());
     }
@@ -72,7 +72,8 @@ static json_t *status_json(struct proxy_admin *a)
     bool uses_consul = strcmp(cfg->lease, "consul") == 0;
     json_object_set_new(consul, "enabled", json_boolean(uses_consul));
     json_object_set_new(consul, "reachable", uses_consul ? json_boolean(s.consul_reachable) : json_null());
-    json_object_set_new(consul, "known_leader", uses_consul ? json_boolean(s.consul_known_leader) : json_null());
+    json_object_set_new(consul, "known_leader",
+                        uses_consul ? json_boolean(s.consul_known_leader) : json_null());
     json_object_set_new(consul, "last_contact_ms",
                         uses_consul ? json_integer(s.consul_last_contact_ms) : json_null());
     json_object_set_new(root, "consul", consul);
@@ -136,7 +137,8 @@ static void handle_metrics(struct evhttp_request *req, struct proxy_admin *a)
                 sum += proxy_metrics_read(&px->workers[i].metrics.requests[r][code]);
             if (sum)
                 evbuffer_add_printf(b, "leaseway_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
-                                    route_action_str((enum route_action)r), code + 100, (unsigned long long)sum);
+                                    route_action_str((enum route_action)r), code + 100,
+                                    (unsigned long long)sum);
         }
     }
     metric_header(b, "leaseway_request_duration_seconds", "histogram",
@@ -167,9 +169,11 @@ static void handle_metrics(struct evhttp_request *req, struct proxy_admin *a)
     }
     metric_header(b, "leaseway_connections", "gauge", "Open client connections.");
     evbuffer_add_printf(b, "leaseway_connections %llu\n", (unsigned long long)conns);
-    metric_header(b, "leaseway_upstream_connects_total", "counter", "Connections opened to the app or peers.");
+    metric_header(b, "leaseway_upstream_connects_total", "counter",
+                  "Connections opened to the app or peers.");
     evbuffer_add_printf(b, "leaseway_upstream_connects_total %llu\n", (unsigned long long)upconn);
-    metric_header(b, "leaseway_upstream_errors_total", "counter", "Failed connections or exchanges with the app.");
+    metric_header(b, "leaseway_upstream_errors_total", "counter",
+                  "Failed connections or exchanges with the app.");
     evbuffer_add_printf(b, "leaseway_upstream_errors_total %llu\n", (unsigned long long)uperr);
     metric_header(b, "leaseway_is_primary", "gauge", "1 while this instance holds the primary lease.");
     evbuffer_add_printf(b, "leaseway_is_primary %d\n", s.role == ROUTE_ROLE_PRIMARY);

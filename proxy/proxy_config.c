@@ -31,44 +31,74 @@ struct opt {
 #define O(f) offsetof(struct proxy_config, f)
 
 static const struct opt opts[] = {
-    {"config", OPT_STR, O(config_file), NULL, "FILE", "YAML file with any of these settings (keys as the flags)", 0},
+    {"config", OPT_STR, O(config_file), NULL, "FILE",
+     "YAML file with any of these settings (keys as the flags)", 0},
     {"listen", OPT_STR, O(listen), "0.0.0.0:8080", "ADDR", "public HTTP listener, host:port", 0},
     {"target", OPT_STR, O(target), NULL, "HOST:PORT", "local app (required)", 0},
-    {"admin", OPT_STR, O(admin), "127.0.0.1:9901", "ADDR", "admin listener (/status, /health, /metrics); \"off\" disables", 0},
-    {"instance", OPT_STR, O(instance), NULL, "ID", "this instance's ID (default: $FLY_MACHINE_ID, else hostname)", 0},
-    {"region", OPT_STR, O(region), NULL, "REGION", "region shown in headers and status (default: $FLY_REGION)", 0},
-    {"advertise", OPT_STR, O(advertise), NULL, "URL", "URL other proxies use to reach this one (default: http://<hostname>:<listen port>)", 0},
-    {"workers", OPT_INT, O(workers), "0", "N", "event-loop threads sharing the listener (0: number of cores)", 0},
-    {"lease", OPT_STR, O(lease), NULL, "MODE", "lease backend: consul or static (default: consul if --lease-key is set)", 0},
+    {"admin", OPT_STR, O(admin), "127.0.0.1:9901", "ADDR",
+     "admin listener (/status, /health, /metrics); \"off\" disables", 0},
+    {"instance", OPT_STR, O(instance), NULL, "ID",
+     "this instance's ID (default: $FLY_MACHINE_ID, else hostname)", 0},
+    {"region", OPT_STR, O(region), NULL, "REGION",
+     "region shown in headers and status (default: $FLY_REGION)", 0},
+    {"advertise", OPT_STR, O(advertise), NULL, "URL",
+     "URL other proxies use to reach this one (default: http://<hostname>:<listen port>)", 0},
+    {"workers", OPT_INT, O(workers), "0", "N", "event-loop threads sharing the listener (0: number of cores)",
+     0},
+    {"lease", OPT_STR, O(lease), NULL, "MODE",
+     "lease backend: consul or static (default: consul if --lease-key is set)", 0},
     {"lease-key", OPT_STR, O(lease_key), NULL, "KEY", "Consul KV key of the primary lease", 0},
-    {"candidate", OPT_BOOL, O(candidate), NULL, "BOOL", "may this instance become primary (default: true unless $PRIMARY_REGION differs from $FLY_REGION)", 0},
+    {"candidate", OPT_BOOL, O(candidate), NULL, "BOOL",
+     "may this instance become primary (default: true unless $PRIMARY_REGION differs from $FLY_REGION)", 0},
     {"lease-ttl", OPT_DUR, O(lease_ttl_ms), "10s", "DUR", "Consul session TTL", 0},
     {"lock-delay", OPT_DUR, O(lock_delay_ms), "1s", "DUR", "Consul session lock-delay", 0},
-    {"static-primary", OPT_STR, O(static_primary), NULL, "ID=URL", "with --lease static: a fixed primary (default: self)", 0},
-    {"peer-url-template", OPT_STR, O(peer_url_template), NULL, "TEMPLATE", "proxy URL for a primary named in a lease written by others, e.g. http://{id}.vm.app.internal:8080", 0},
-    {"consul-addr", OPT_STR, O(consul_addr), NULL, "URL", "Consul HTTP API (default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500)", 0},
-    {"service", OPT_STR, O(service), NULL, "NAME", "Consul service name to register (default: $FLY_APP_NAME, else leaseway)", 0},
-    {"register", OPT_BOOL, O(register_service), NULL, "BOOL", "register the service and its checks (default: true with the consul lease)", 0},
-    {"writes", OPT_STR, O(writes), "forward", "MODE", "writes on a replica: forward (proxy to the primary) or replay (fly-replay)", 0},
-    {"passthrough", OPT_LIST, O(passthrough), NULL, "GLOB", "repeatable: always local, never gated, headers untouched", 0},
-    {"always-primary", OPT_LIST, O(always_primary), NULL, "GLOB", "repeatable: always routed to the primary (GETs that write)", 0},
-    {"hold-timeout", OPT_DUR, O(hold_timeout_ms), "5s", "DUR", "how long a write waits for a primary to appear", 0},
-    {"consistency-window", OPT_DUR, O(consistency_window_ms), "0", "DUR", "after a write, that client's reads go to the primary this long (0: off)", 0},
-    {"litefs-db", OPT_LIST, O(litefs_db), NULL, "PATH", "repeatable: database on a LiteFS mount for __txid read-your-writes", 0},
-    {"txid-wait", OPT_DUR, O(txid_wait_ms), "5s", "DUR", "how long a replica read waits to catch up before going to the primary", 0},
-    {"peer-secret-file", OPT_STR, O(peer_secret_file), NULL, "FILE", "shared secret authenticating forwarded requests between proxies", 0},
-    {"migrations", OPT_STR, O(migrations), "none", "PROBE", "migration gate: none, prisma:<db>:<dir>, command:<cmd>, http:<url>", 0},
-    {"migrate-command", OPT_STR, O(migrate_command), NULL, "CMD", "run by the lease holder before its gate opens", 0},
-    {"upstream-health", OPT_STR, O(upstream_health), NULL, "PATH", "app health path; the gate stays closed until it answers 2xx", 0},
+    {"static-primary", OPT_STR, O(static_primary), NULL, "ID=URL",
+     "with --lease static: a fixed primary (default: self)", 0},
+    {"peer-url-template", OPT_STR, O(peer_url_template), NULL, "TEMPLATE",
+     "proxy URL for a primary named in a lease written by others, e.g. http://{id}.vm.app.internal:8080", 0},
+    {"consul-addr", OPT_STR, O(consul_addr), NULL, "URL",
+     "Consul HTTP API (default: $CONSUL_HTTP_ADDR, else http://127.0.0.1:8500)", 0},
+    {"service", OPT_STR, O(service), NULL, "NAME",
+     "Consul service name to register (default: $FLY_APP_NAME, else leaseway)", 0},
+    {"register", OPT_BOOL, O(register_service), NULL, "BOOL",
+     "register the service and its checks (default: true with the consul lease)", 0},
+    {"writes", OPT_STR, O(writes), "forward", "MODE",
+     "writes on a replica: forward (proxy to the primary) or replay (fly-replay)", 0},
+    {"passthrough", OPT_LIST, O(passthrough), NULL, "GLOB",
+     "repeatable: always local, never gated, headers untouched", 0},
+    {"always-primary", OPT_LIST, O(always_primary), NULL, "GLOB",
+     "repeatable: always routed to the primary (GETs that write)", 0},
+    {"hold-timeout", OPT_DUR, O(hold_timeout_ms), "5s", "DUR",
+     "how long a write waits for a primary to appear", 0},
+    {"consistency-window", OPT_DUR, O(consistency_window_ms), "0", "DUR",
+     "after a write, that client's reads go to the primary this long (0: off)", 0},
+    {"litefs-db", OPT_LIST, O(litefs_db), NULL, "PATH",
+     "repeatable: database on a LiteFS mount for __txid read-your-writes", 0},
+    {"txid-wait", OPT_DUR, O(txid_wait_ms), "5s", "DUR",
+     "how long a replica read waits to catch up before going to the primary", 0},
+    {"peer-secret-file", OPT_STR, O(peer_secret_file), NULL, "FILE",
+     "shared secret authenticating forwarded requests between proxies", 0},
+    {"migrations", OPT_STR, O(migrations), "none", "PROBE",
+     "migration gate: none, prisma:<db>:<dir>, command:<cmd>, http:<url>", 0},
+    {"migrate-command", OPT_STR, O(migrate_command), NULL, "CMD",
+     "run by the lease holder before its gate opens", 0},
+    {"upstream-health", OPT_STR, O(upstream_health), NULL, "PATH",
+     "app health path; the gate stays closed until it answers 2xx", 0},
     {"drain-timeout", OPT_DUR, O(drain_timeout_ms), "30s", "DUR", "graceful shutdown budget", 0},
     {"log-format", OPT_STR, O(log_format), "text", "FORMAT", "text (logfmt) or json", 0},
     {"log-level", OPT_STR, O(log_level), "info", "LEVEL", "debug, info, warn or error", 0},
-    {"header-timeout", OPT_DUR, O(header_timeout_ms), "10s", "DUR", "time allowed to receive a request's headers (408 after)", 0},
-    {"idle-timeout", OPT_DUR, O(idle_timeout_ms), "60s", "DUR", "idle keep-alive connections are closed after this", 0},
-    {"connect-timeout", OPT_DUR, O(connect_timeout_ms), "5s", "DUR", "connecting to the app or a peer (504 after)", 0},
-    {"upstream-timeout", OPT_DUR, O(upstream_timeout_ms), "60s", "DUR", "silence allowed while waiting on the app (504 after)", 0},
-    {"max-connections", OPT_INT, O(max_connections), "100000", "N", "client connections per worker; more are refused", 0},
-    {"check", OPT_BOOL, O(check), "false", "BOOL", "validate the configuration, print it (secrets redacted) and exit", 0},
+    {"header-timeout", OPT_DUR, O(header_timeout_ms), "10s", "DUR",
+     "time allowed to receive a request's headers (408 after)", 0},
+    {"idle-timeout", OPT_DUR, O(idle_timeout_ms), "60s", "DUR",
+     "idle keep-alive connections are closed after this", 0},
+    {"connect-timeout", OPT_DUR, O(connect_timeout_ms), "5s", "DUR",
+     "connecting to the app or a peer (504 after)", 0},
+    {"upstream-timeout", OPT_DUR, O(upstream_timeout_ms), "60s", "DUR",
+     "silence allowed while waiting on the app (504 after)", 0},
+    {"max-connections", OPT_INT, O(max_connections), "100000", "N",
+     "client connections per worker; more are refused", 0},
+    {"check", OPT_BOOL, O(check), "false", "BOOL",
+     "validate the configuration, print it (secrets redacted) and exit", 0},
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -316,7 +346,8 @@ static int load_yaml(struct proxy_config *cfg, const char *path)
     for (;;) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
-            err("%s:%zu: %s", path, parser.problem_mark.line + 1, parser.problem ? parser.problem : "bad YAML");
+            err("%s:%zu: %s", path, parser.problem_mark.line + 1,
+                parser.problem ? parser.problem : "bad YAML");
             goto out;
         }
         yaml_event_type_t t = ev.type;
@@ -499,7 +530,8 @@ static int finish(struct proxy_config *cfg)
         return -1;
     size_t i_cand = (size_t)find_opt("candidate", 9);
     if (cfg->source[i_cand] == SRC_DEFAULT)
-        cfg->candidate = !(primary_region && *primary_region && fly_region && strcmp(primary_region, fly_region));
+        cfg->candidate =
+            !(primary_region && *primary_region && fly_region && strcmp(primary_region, fly_region));
     size_t i_reg = (size_t)find_opt("register", 8);
     if (cfg->source[i_reg] == SRC_DEFAULT)
         cfg->register_service = strcmp(cfg->lease, "consul") == 0;

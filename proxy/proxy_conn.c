@@ -63,7 +63,8 @@ static void client_set_state(struct client *c, enum client_state s)
 {
     if (c->state == s)
         return;
-    proxy_log_debug("conn state", "fd=%d from=%s to=%s", c->fd, client_state_str(c->state), client_state_str(s));
+    proxy_log_debug("conn state", "fd=%d from=%s to=%s", c->fd, client_state_str(c->state),
+                    client_state_str(s));
     c->state = s;
 }
 
@@ -120,7 +121,7 @@ void proxy_client_accept(struct proxy_worker *w, int fd, const struct sockaddr_s
     c->state = CS_IDLE;
     llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
     c->parser.data = c;
-    event_assign(&c->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, client_event, c);
+    event_assign(&c->ev, w->base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, client_event, c);
     if (event_add(&c->ev, NULL) < 0) {
         close(fd);
         free(c);
@@ -236,9 +237,11 @@ static void client_event(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     if (c->dead)
         return;
+    if (what & EV_CLOSED)
+        c->rdhup = 1;
     if (what & EV_WRITE)
         client_flush(c);
-    if (!c->dead && (what & EV_READ))
+    if (!c->dead && (what & (EV_READ | EV_CLOSED)))
         client_read(c);
 }
 
@@ -290,7 +293,7 @@ static void client_read(struct client *c)
                 client_feed(c, w->rbuf, (size_t)n);
             if (c->dead)
                 return;
-            if ((size_t)n < sizeof(w->rbuf))
+            if ((size_t)n < sizeof(w->rbuf) && !c->rdhup)
                 return; /* short read: the next edge will tell us about more */
             continue;
         }
@@ -370,6 +373,18 @@ static void client_feed(struct client *c, const char *data, size_t len)
     if (c->state == CS_IDLE) {
         client_set_state(c, CS_HEAD);
         proxy_timer_set(c->w, &c->timer, TL_HEADER);
+        c->head_scan = HEAD_SCAN_START;
+    }
+    if (c->head_scan != HEAD_SCAN_DONE) {
+        enum head_scan_result r = proxy_http_scan_head(&c->head_scan, data, len);
+        if (r != HEAD_SCAN_OK) {
+            client_error(c, 400,
+                         r == HEAD_SCAN_OBS_FOLD
+                             ? "bad request: obs-fold (a header line starting with whitespace)"
+                             : "bad request: bare LF line ending",
+                         NULL);
+            return;
+        }
     }
     llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
     if (c->dead)
@@ -520,7 +535,8 @@ static int req_headers_complete(llhttp_t *p)
     case ROUTE_PASSTHROUGH: break;
     case ROUTE_GATED: {
         char extra[ROUTE_REASON_MAX + 64], line[ROUTE_REASON_MAX + 32];
-        snprintf(extra, sizeof(extra), "Retry-After: 1\r\nLeaseway-Gate: %s\r\n", route_gate_str(w->snap.gate));
+        snprintf(extra, sizeof(extra), "Retry-After: 1\r\nLeaseway-Gate: %s\r\n",
+                 route_gate_str(w->snap.gate));
         snprintf(line, sizeof(line), "gate %s: %s", route_gate_str(w->snap.gate),
                  w->snap.gate_reason[0] ? w->snap.gate_reason : "not ready");
         client_error(c, 503, line, extra);
@@ -628,7 +644,8 @@ static struct upstream *upstream_new(struct proxy_worker *w)
     u->parser.data = u;
     int rc = connect(fd, (struct sockaddr *)&px->target_addr, px->target_len);
     if (rc < 0 && errno != EINPROGRESS) {
-        proxy_log_debug("upstream connect failed", "target=%s err=\"%s\"", px->target_hostport, strerror(errno));
+        proxy_log_debug("upstream connect failed", "target=%s err=\"%s\"", px->target_hostport,
+                        strerror(errno));
         evbuffer_free(u->out);
         free(u);
         close(fd);
@@ -636,7 +653,7 @@ static struct upstream *upstream_new(struct proxy_worker *w)
         return NULL;
     }
     u->connecting = rc < 0;
-    event_assign(&u->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, upstream_event, u);
+    event_assign(&u->ev, w->base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, upstream_event, u);
     if (event_add(&u->ev, NULL) < 0) {
         evbuffer_free(u->out);
         free(u);
@@ -767,7 +784,7 @@ static void upstream_event(evutil_socket_t fd, short what, void *arg)
         return;
     if (u->pooled) {
         /* an idle pooled connection spoke: EOF or junk, either way it is done */
-        if (what & EV_READ)
+        if (what & (EV_READ | EV_CLOSED))
             proxy_upstream_close(u);
         return;
     }
@@ -784,9 +801,11 @@ static void upstream_event(evutil_socket_t fd, short what, void *arg)
         u->connecting = 0;
         proxy_timer_clear(&u->timer);
     }
+    if (what & EV_CLOSED)
+        u->rdhup = 1;
     if (what & EV_WRITE)
         upstream_flush(u);
-    if (!u->dead && (what & EV_READ))
+    if (!u->dead && (what & (EV_READ | EV_CLOSED)))
         upstream_read(u);
 }
 
@@ -809,15 +828,24 @@ static void upstream_eof(struct upstream *u)
             proxy_upstream_close(u);
         return;
     }
-    if (c && u->got_bytes) {
-        /* close-delimited body ends here (RFC 9112 §6.3 rule 8) */
-        llhttp_errno_t e = llhttp_finish(&u->parser);
+    if (c && u->got_bytes && !c->resp_done) {
+        /* a close-delimited body ends here (RFC 9112 §6.3 rule 8) */
+        (void)llhttp_finish(&u->parser);
         if (u->dead || !u->c)
             return;
-        if (e == HPE_OK && c->resp_done)
-            return;
     }
-    upstream_fail(u, u->got_bytes ? err_upstream_reset : err_upstream_reset);
+    if (c && c->resp_done) {
+        c->up = NULL;
+        u->c = NULL;
+        proxy_upstream_close(u);
+        if (!c->req_done) {
+            c->close_after_resp = 1;
+            c->req_done = 1;
+        }
+        exchange_done(c);
+        return;
+    }
+    upstream_fail(u, err_upstream_reset);
 }
 
 static void upstream_read(struct upstream *u)
@@ -889,8 +917,8 @@ static void upstream_read(struct upstream *u)
             client_flush(c);
             if (c->dead || u->dead)
                 return;
-            if ((size_t)n < sizeof(w->rbuf))
-                return;
+            if ((size_t)n < sizeof(w->rbuf) && !u->rdhup)
+                return; /* the FIN, if any, comes with its own edge */
             continue;
         }
         if (n == 0) {

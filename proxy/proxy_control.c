@@ -93,8 +93,8 @@ static void publish(struct control *ctl)
     }
     const char *now_primary = s.primary_known ? s.primary_id : "";
     if (strcmp(now_primary, ctl->last_primary) != 0) {
-        proxy_log_info("primary changed", "primary=\"%s\" previous=\"%s\" role=%s", now_primary, ctl->last_primary,
-                       route_role_str(s.role));
+        proxy_log_info("primary changed", "primary=\"%s\" previous=\"%s\" role=%s", now_primary,
+                       ctl->last_primary, route_role_str(s.role));
         snprintf(ctl->last_primary, sizeof(ctl->last_primary), "%s", now_primary);
         ctl->admin.primary_changes++;
     }
@@ -123,8 +123,8 @@ static int static_lease(struct control *ctl)
     }
     const char *eq = strchr(sp, '=');
     if (!eq || eq == sp || (strncmp(eq + 1, "http://", 7) && strncmp(eq + 1, "https://", 8))) {
-        fprintf(stderr, "leaseway: --static-primary \"%s\": expected ID=URL, e.g. app-1=http://10.0.0.1:8080\n",
-                sp);
+        fprintf(stderr,
+                "leaseway: --static-primary \"%s\": expected ID=URL, e.g. app-1=http://10.0.0.1:8080\n", sp);
         return -1;
     }
     snprintf(l->primary_id, sizeof(l->primary_id), "%.*s", (int)(eq - sp), sp);
@@ -267,7 +267,8 @@ static int setup_rules(struct control *ctl)
             return -1;
         }
     }
-    ctl->px.rules.writes = strcmp(ctl->cfg.writes, "replay") == 0 ? ROUTE_WRITES_REPLAY : ROUTE_WRITES_FORWARD;
+    ctl->px.rules.writes =
+        strcmp(ctl->cfg.writes, "replay") == 0 ? ROUTE_WRITES_REPLAY : ROUTE_WRITES_FORWARD;
     return 0;
 }
 

@@ -171,12 +171,51 @@ static bool is_hop_by_hop(const char *n, size_t len)
 {
     switch (len) {
     case 2: return strncasecmp(n, "te", 2) == 0;
+    case 18: return strncasecmp(n, "proxy-authenticate", 18) == 0;
+    case 19: return strncasecmp(n, "proxy-authorization", 19) == 0;
     case 7: return strncasecmp(n, "trailer", 7) == 0 || strncasecmp(n, "upgrade", 7) == 0;
     case 10: return strncasecmp(n, "connection", 10) == 0 || strncasecmp(n, "keep-alive", 10) == 0;
     case 16: return strncasecmp(n, "proxy-connection", 16) == 0;
     case 17: return strncasecmp(n, "transfer-encoding", 17) == 0;
     default: return false;
     }
+}
+
+/* RFC 9110 §5.6.2 tchar */
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1,
+    ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,  ['0'] = 1, ['1'] = 1, ['2'] = 1,
+    ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1,  ['9'] = 1, ['A'] = 1, ['B'] = 1,
+    ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,  ['I'] = 1, ['J'] = 1, ['K'] = 1,
+    ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1,  ['R'] = 1, ['S'] = 1, ['T'] = 1,
+    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,  ['a'] = 1, ['b'] = 1, ['c'] = 1,
+    ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,  ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,  ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+static bool valid_name(const char *n, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!tchar[(unsigned char)n[i]])
+            return false;
+    return true;
+}
+
+/* uri-host (RFC 3986 §3.2.2) and an optional port: no spaces, no delimiters that would change the authority.
+ */
+static bool valid_host(const char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch <= ' ' || ch >= 0x7f || ch == '/' || ch == '\\' || ch == '?' || ch == '#' || ch == '@' ||
+            ch == '"' || ch == '<' || ch == '>' || ch == '{' || ch == '}' || ch == '|' || ch == '^' ||
+            ch == '`')
+            return false;
+    }
+    return true;
 }
 
 static bool valid_value(const char *v, size_t len)
@@ -205,7 +244,15 @@ void proxy_http_request_facts(const struct head *h, int http_minor, struct req_f
             facts->bad = "invalid character in a header value (obs-fold, CR, LF or NUL)";
             return;
         }
+        if (!valid_name(n, nl)) {
+            facts->bad = "invalid character in a header name";
+            return;
+        }
         if (eq_nocase(n, nl, "host")) {
+            if (!valid_host(v, vl)) {
+                facts->bad = "invalid Host header";
+                return;
+            }
             facts->host_count++;
         } else if (eq_nocase(n, nl, "transfer-encoding")) {
             /* Only "chunked" alone is framing we forward; anything else is refused (RFC 9112 §6.1). */
@@ -477,15 +524,16 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
     return writer_commit(out, &wr, &iov);
 }
 
-void proxy_http_write_local(struct evbuffer *out, int status, const char *reason_line, const char *extra_headers,
-                            const struct resp_rewrite *rw)
+void proxy_http_write_local(struct evbuffer *out, int status, const char *reason_line,
+                            const char *extra_headers, const struct resp_rewrite *rw)
 {
     size_t blen = reason_line ? strlen(reason_line) + 1 : 0;
     const char *reason = proxy_http_reason(status);
     struct evbuffer_iovec iov;
     struct writer wr;
     char num[24];
-    if (writer_begin(out, &wr, &iov, 256 + strlen(reason) + slen(extra_headers) + our_headers_size(rw) + blen) < 0)
+    if (writer_begin(out, &wr, &iov,
+                     256 + strlen(reason) + slen(extra_headers) + our_headers_size(rw) + blen) < 0)
         return;
     put_status_line(&wr, status, reason, strlen(reason));
     if (blen)
@@ -502,6 +550,49 @@ void proxy_http_write_local(struct evbuffer *out, int status, const char *reason
         PUT_LIT(&wr, "\n");
     }
     (void)writer_commit(out, &wr, &iov);
+}
+
+enum head_scan_result proxy_http_scan_head(uint8_t *state, const char *p, size_t n)
+{
+    size_t i = 0;
+    while (*state != HEAD_SCAN_DONE) {
+        if (*state == HEAD_SCAN_LINE) {
+            /* at the start of a line after CRLF */
+            if (i >= n)
+                return HEAD_SCAN_OK;
+            if (p[i] == ' ' || p[i] == '\t')
+                return HEAD_SCAN_OBS_FOLD;
+            if (p[i] == '\n')
+                return HEAD_SCAN_BARE_LF;
+            if (p[i] == '\r') {
+                *state = HEAD_SCAN_LINE_CR;
+                i++;
+                continue;
+            }
+            *state = HEAD_SCAN_START;
+            continue;
+        }
+        if (*state == HEAD_SCAN_LINE_CR) {
+            if (i >= n)
+                return HEAD_SCAN_OK;
+            /* CR LF on an empty line ends the head; a bare CR is llhttp's to refuse */
+            *state = p[i] == '\n' ? HEAD_SCAN_DONE : HEAD_SCAN_START;
+            continue;
+        }
+        const char *lf = i < n ? memchr(p + i, '\n', n - i) : NULL;
+        if (!lf) {
+            if (n > i)
+                *state = p[n - 1] == '\r' ? HEAD_SCAN_CR : HEAD_SCAN_START;
+            return HEAD_SCAN_OK;
+        }
+        size_t j = (size_t)(lf - p);
+        bool cr = j > i ? p[j - 1] == '\r' : *state == HEAD_SCAN_CR;
+        if (!cr)
+            return HEAD_SCAN_BARE_LF;
+        *state = HEAD_SCAN_LINE;
+        i = j + 1;
+    }
+    return HEAD_SCAN_OK;
 }
 
 size_t proxy_http_chunk_header(char *buf, size_t len)

@@ -53,7 +53,7 @@ struct req_rewrite {
     const char *method;
     size_t method_len;
     const char *client_ip;
-    const char *primary_id; /* NULL while unknown */
+    const char *primary_id;    /* NULL while unknown */
     const char *host_fallback; /* Host for HTTP/1.0 requests that have none */
     bool chunked;              /* body is re-chunked */
     bool upgrade;              /* pass Connection: upgrade + Upgrade */
@@ -66,24 +66,34 @@ __attribute__((warn_unused_result)) int proxy_http_write_request(struct evbuffer
 
 struct resp_rewrite {
     int status;
-    int client_minor;           /* client's HTTP/1.x minor version */
-    enum body_framing framing;  /* how the body goes to the client */
-    bool keepalive;             /* keep the client connection */
-    bool upgrade;               /* 101: pass Connection: upgrade + Upgrade */
+    int client_minor;          /* client's HTTP/1.x minor version */
+    enum body_framing framing; /* how the body goes to the client */
+    bool keepalive;            /* keep the client connection */
+    bool upgrade;              /* 101: pass Connection: upgrade + Upgrade */
     bool passthrough;
-    const char *primary_id;     /* NULL while unknown */
+    const char *primary_id; /* NULL while unknown */
     const char *instance;
-    const char *region;         /* NULL or "" if unset */
+    const char *region; /* NULL or "" if unset */
 };
 
 __attribute__((warn_unused_result)) int proxy_http_write_response(struct evbuffer *out, const struct head *h,
                                                                   const struct resp_rewrite *rw);
 
 /* A response made by leaseway itself: status line, our headers, a one-line body. */
-void proxy_http_write_local(struct evbuffer *out, int status, const char *reason_line, const char *extra_headers,
-                            const struct resp_rewrite *rw);
+void proxy_http_write_local(struct evbuffer *out, int status, const char *reason_line,
+                            const char *extra_headers, const struct resp_rewrite *rw);
 
 const char *proxy_http_reason(int status);
+
+/*
+ * Line-level checks on the raw bytes of a request head that llhttp 8.1 lets
+ * through: a bare LF as line end and obs-fold (a line starting with SP or
+ * HTAB), RFC 9112 §2.2 and §5.2. Feed the head's bytes in order, starting
+ * with *state = HEAD_SCAN_START; bytes after the head's end are ignored.
+ */
+enum head_scan { HEAD_SCAN_START = 0, HEAD_SCAN_CR, HEAD_SCAN_LINE, HEAD_SCAN_LINE_CR, HEAD_SCAN_DONE };
+enum head_scan_result { HEAD_SCAN_OK = 0, HEAD_SCAN_BARE_LF, HEAD_SCAN_OBS_FOLD };
+enum head_scan_result proxy_http_scan_head(uint8_t *state, const char *p, size_t n);
 
 /* Write "<hex len>\r\n" into buf (at least 20 bytes); returns its length. */
 size_t proxy_http_chunk_header(char *buf, size_t len);

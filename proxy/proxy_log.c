@@ -109,8 +109,8 @@ void proxy_log(enum log_level level, const char *msg, const char *kv_fmt, ...)
         n = kv_to_json(line, sizeof(line) - 4, n, kv);
         n += (size_t)snprintf(line + n, sizeof(line) - n, "}\n");
     } else {
-        n = (size_t)snprintf(line, sizeof(line), "time=%s level=%s msg=\"%s\"%s%s\n", ts, level_names[level], msg,
-                             kv[0] ? " " : "", kv);
+        n = (size_t)snprintf(line, sizeof(line), "time=%s level=%s msg=\"%s\"%s%s\n", ts, level_names[level],
+                             msg, kv[0] ? " " : "", kv);
     }
     if (n > sizeof(line))
         n = sizeof(line);

@@ -18,15 +18,16 @@ int consul_status_main(int argc, char **argv);
 
 static void usage(FILE *out)
 {
-    fprintf(out, "leaseway %s: a reverse proxy for single-writer apps (SQLite/LiteFS, the Epic Stack)\n\n"
-                 "Usage:\n"
-                 "  leaseway run [--config FILE] [FLAGS] [-- APP COMMAND...]\n"
-                 "                          run the proxy (see leaseway run --help)\n"
-                 "  leaseway status [--json] print the cluster from Consul, like fly status\n"
-                 "  leaseway handoff [--admin HOST:PORT]\n"
-                 "                          ask the local primary to give up the lease\n"
-                 "  leaseway version        print the version and library versions\n"
-                 "  leaseway --help         this text\n",
+    fprintf(out,
+            "leaseway %s: a reverse proxy for single-writer apps (SQLite/LiteFS, the Epic Stack)\n\n"
+            "Usage:\n"
+            "  leaseway run [--config FILE] [FLAGS] [-- APP COMMAND...]\n"
+            "                          run the proxy (see leaseway run --help)\n"
+            "  leaseway status [--json] print the cluster from Consul, like fly status\n"
+            "  leaseway handoff [--admin HOST:PORT]\n"
+            "                          ask the local primary to give up the lease\n"
+            "  leaseway version        print the version and library versions\n"
+            "  leaseway --help         this text\n",
             LEASEWAY_VERSION);
 }
 
@@ -34,8 +35,8 @@ static int version(void)
 {
     printf("leaseway %s\n", LEASEWAY_VERSION);
     printf("libevent %s, llhttp %d.%d.%d, %s, %s, jansson %s, libyaml %s\n", event_get_version(),
-           LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH, curl_version(), OPENSSL_VERSION_TEXT,
-           JANSSON_VERSION, yaml_get_version_string());
+           LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH, curl_version(),
+           OPENSSL_VERSION_TEXT, JANSSON_VERSION, yaml_get_version_string());
     return 0;
 }
 

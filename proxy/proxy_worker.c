@@ -258,8 +258,8 @@ static int worker_init(struct proxy *px, struct proxy_worker *w, int id)
     if (!w->base)
         return -1;
     const int64_t timeouts[TL_COUNT] = {
-        [TL_HEADER] = cfg->header_timeout_ms,  [TL_IDLE] = cfg->idle_timeout_ms,
-        [TL_SEND] = cfg->upstream_timeout_ms,  [TL_CONNECT] = cfg->connect_timeout_ms,
+        [TL_HEADER] = cfg->header_timeout_ms,     [TL_IDLE] = cfg->idle_timeout_ms,
+        [TL_SEND] = cfg->upstream_timeout_ms,     [TL_CONNECT] = cfg->connect_timeout_ms,
         [TL_UPSTREAM] = cfg->upstream_timeout_ms, [TL_POOL] = PROXY_POOL_IDLE_MS,
     };
     for (int l = 0; l < TL_COUNT; l++) {
@@ -277,7 +277,8 @@ static int worker_init(struct proxy *px, struct proxy_worker *w, int id)
     event_assign(&w->tick_ev, w->base, -1, EV_PERSIST, drain_tick, w);
     event_assign(&w->free_ev, w->base, -1, 0, free_pending, w);
     struct timeval tv = {0, TICK_MS * 1000};
-    if (event_add(&w->listen_ev, NULL) < 0 || event_add(&w->ctl_ev, NULL) < 0 || event_add(&w->tick_ev, &tv) < 0)
+    if (event_add(&w->listen_ev, NULL) < 0 || event_add(&w->ctl_ev, NULL) < 0 ||
+        event_add(&w->tick_ev, &tv) < 0)
         return -1;
     return 0;
 }

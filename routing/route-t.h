@@ -34,7 +34,7 @@ enum route_gate {
 };
 
 struct cluster_snapshot {
-    uint64_t version;        /* strictly increasing per publication */
+    uint64_t version; /* strictly increasing per publication */
     enum route_role role;
     enum route_gate gate;
     char gate_reason[ROUTE_REASON_MAX];

@@ -99,8 +99,8 @@ static bool globs_match(const struct route_glob *globs, size_t n, const struct r
 {
     for (size_t i = 0; i < n; i++) {
         const struct route_glob *g = &globs[i];
-        if (g->method[0] && (strlen(g->method) != req->method_len ||
-                             memcmp(g->method, req->method, req->method_len) != 0))
+        if (g->method[0] &&
+            (strlen(g->method) != req->method_len || memcmp(g->method, req->method, req->method_len) != 0))
             continue;
         if (route_glob_match(g->pattern, req->path, req->path_len))
             return true;

@@ -41,8 +41,8 @@ struct route_request {
     size_t method_len;
     const char *path; /* path only, without the query */
     size_t path_len;
-    bool from_peer;     /* forwarded by another leaseway (authenticated) */
-    bool recent_write;  /* carries a fresh leaseway_wrote cookie */
+    bool from_peer;    /* forwarded by another leaseway (authenticated) */
+    bool recent_write; /* carries a fresh leaseway_wrote cookie */
 };
 
 struct route_decision {

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Valgrind leak check of the real binary: leaseway in front of the test app,
+# a mix of exchanges (keep-alive, bodies, chunked, errors, a WebSocket-less
+# upgrade refusal, a bad request), then SIGTERM. Fails on any definite or
+# indirect leak, any invalid access, or a non-zero exit.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export LEASEWAY_SRC=${LEASEWAY_SRC:-$(cd "$here/.." && pwd)}
+bin=${LEASEWAY_BIN:-$LEASEWAY_SRC/build/leaseway}
+. "$here/lib/common.sh"
+
+dir=$(mktmp)
+up=$(free_port); lw=$(free_port); adm=$(free_port)
+python3 "$here/lib/upstream.py" --port "$up" --name vg >"$dir/up.log" 2>&1 &
+register_pid $!
+wait_for "curl -sf http://127.0.0.1:$up/echo" 10 || die "upstream did not start"
+
+valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+    --error-exitcode=99 --log-file="$dir/valgrind.log" \
+    "$bin" run --listen "127.0.0.1:$lw" --target "127.0.0.1:$up" --admin "127.0.0.1:$adm" --workers 2 \
+    --instance vg --drain-timeout 5s >"$dir/lw.log" 2>&1 &
+pid=$!
+register_pid $pid
+wait_for "curl -sf http://127.0.0.1:$adm/health" 60 || die "leaseway under valgrind did not start"
+
+u="http://127.0.0.1:$lw"
+curl -sf "$u/echo" "$u/echo?x=1" -o /dev/null -o /dev/null || die "keep-alive GETs failed"
+head -c 300000 /dev/urandom | curl -sf -X POST --data-binary @- "$u/upload" -o /dev/null || die "POST failed"
+head -c 100000 /dev/urandom | curl -sf -X POST -H 'Transfer-Encoding: chunked' --data-binary @- "$u/upload" -o /dev/null || die "chunked POST failed"
+curl -sf "$u/chunked?n=50000&size=1000" -o /dev/null || die "chunked response failed"
+curl -sf "$u/status/204" -o /dev/null || die "204 failed"
+curl -sI "$u/bytes?n=10" -o /dev/null || die "HEAD failed"
+curl -s "$u/drop" -o /dev/null
+curl -s "$u/partial?n=100000" -o /dev/null
+curl -s -H 'Host:' "$u/echo" -o /dev/null
+curl -sf "http://127.0.0.1:$adm/metrics" -o /dev/null || die "metrics failed"
+curl -sf "http://127.0.0.1:$adm/status" -o /dev/null || die "status failed"
+# a connection left idle, one left mid-head: shutdown must clean both up
+exec 7<>"/dev/tcp/127.0.0.1/$lw"
+exec 8<>"/dev/tcp/127.0.0.1/$lw"
+printf 'GET /echo HTTP/1.1\r\nHost: x\r\n' >&8
+sleep 0.5
+
+kill -TERM $pid
+for _ in $(seq 1 200); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+wait $pid
+rc=$?
+exec 7>&- 8>&-
+if [ $rc -ne 0 ] || [ -s "$dir/valgrind.log" ]; then
+    echo "valgrind: exit code $rc"
+    cat "$dir/valgrind.log"
+    tail -n 20 "$dir/lw.log"
+    die "valgrind found errors or leaks (exit $rc)"
+fi
+echo "valgrind: no leaks, no errors (exit 0)"
