@@ -76,7 +76,8 @@ uint64_t consul_agent_requests(const struct consul_agent *agent);
 const char *consul_agent_lease_state(const struct consul_agent *agent);
 
 /*
- * `leaseway status [--json] [--service NAME] [--consul-addr URL]`: argv starts after "status".
+ * `leaseway status [--json] [--service NAME] [--consul-addr URL]`: argv[0] is "status" (argv may
+ * also start directly with the options).
  * Prints the cluster from Consul's health endpoint; returns the process exit code (0, or 1
  * when Consul cannot be reached or answers with an error, 2 on bad usage).
  */

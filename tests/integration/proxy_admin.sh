@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Admin listener (SPEC §6) in static mode: /health is 200, /status has the
+# documented JSON fields, /metrics is valid Prometheus text whose request
+# counters and duration histogram move with traffic.
+. "$(dirname "$0")/../lib/proxy.sh"
+
+start_upstream app
+start_leaseway
+
+expect_eq "GET /health: 200" "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$LW_ADMIN_URL/health")" 200
+expect_eq "unknown admin path: 404" "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$LW_ADMIN_URL/nope")" 404
+expect_eq "the admin listener does not proxy: /echo is 404" \
+    "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$LW_ADMIN_URL/echo")" 404
+
+curl -s -m 5 -D "$PX_TMP/status.h" -o "$PX_TMP/status.json" "$LW_ADMIN_URL/status"
+pyrun status "$PX_TMP/status.json" "$PX_TMP/status.h" <<'EOF'
+import sys, json
+from rawhttp import Check
+ck = Check()
+raw = open(sys.argv[1]).read()
+try:
+    j = json.loads(raw)
+except ValueError as e:
+    ck.ok("/status is JSON", False, "%s: %r" % (e, raw[:300])); ck.done()
+ck.ok("/status is JSON", True)
+ck.warn("/status Content-Type is application/json", "application/json" in open(sys.argv[2]).read().lower())
+ck.eq("instance", j.get("instance"), "i1")
+ck.eq("region", j.get("region"), "r1")
+ck.eq("role", j.get("role"), "primary")
+p = j.get("primary") or {}
+ck.eq("primary.id", p.get("id"), "i1")
+ck.ok("primary.advertise is a URL", isinstance(p.get("advertise"), str) and p["advertise"].startswith("http"), "got %r" % p.get("advertise"))
+ck.ok("primary.since present", p.get("since") not in (None, ""), "got %r" % p.get("since"))
+lease = j.get("lease") or {}
+ck.eq("lease.mode", lease.get("mode"), "static")
+for k in ("key", "index", "candidate"):
+    ck.warn("lease.%s present" % k, k in lease)
+gate = j.get("gate") or {}
+ck.eq("gate.state", gate.get("state"), "open")
+ck.warn("gate.reason and gate.migrations present", "reason" in gate and "migrations" in gate, "gate %r" % gate)
+ck.warn("consul key present (null or object)", "consul" in j)
+ck.ok("version is a non-empty string", isinstance(j.get("version"), str) and j["version"] != "", "got %r" % j.get("version"))
+ck.done()
+EOF
+
+pyrun metrics "$LW_PORT" "$LW_ADMIN" <<'EOF'
+import sys, re, urllib.request, time
+from rawhttp import Client, Check
+ck = Check()
+port, admin = int(sys.argv[1]), int(sys.argv[2])
+
+LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$')
+LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
+
+def scrape():
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5) as r:
+        ctype = r.headers.get("Content-Type", "")
+        text = r.read().decode()
+    samples, bad = [], []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = LINE.match(line)
+        if not m:
+            bad.append(line); continue
+        labels = dict(LABEL.findall(m.group(3) or ""))
+        try:
+            samples.append((m.group(1), labels, float(m.group(4))))
+        except ValueError:
+            bad.append(line)
+    return text, ctype, samples, bad
+
+def value(samples, name, **want):
+    vals = [v for (n, l, v) in samples if n == name and all(l.get(k) == w for k, w in want.items())]
+    return sum(vals) if vals else None
+
+text, ctype, s0, bad = scrape()
+ck.ok("/metrics: every sample line parses", not bad, "bad lines: %r" % bad[:5])
+ck.warn("/metrics Content-Type text/plain", ctype.startswith("text/plain"), "got %r" % ctype)
+for name in ("leaseway_requests_total", "leaseway_request_duration_seconds", "leaseway_is_primary",
+             "leaseway_primary_changes_total", "leaseway_gate_open", "leaseway_consul_errors_total", "leaseway_connections"):
+    ck.ok("# TYPE for %s" % name, re.search(r"^# TYPE %s " % name, text, re.M) is not None)
+ck.eq("leaseway_is_primary 1", value(s0, "leaseway_is_primary"), 1.0)
+ck.eq("leaseway_gate_open 1", value(s0, "leaseway_gate_open"), 1.0)
+ck.ok("histogram type", re.search(r"^# TYPE leaseway_request_duration_seconds histogram", text, re.M) is not None)
+
+ok0 = value(s0, "leaseway_requests_total", route="local", code="200") or 0
+nf0 = value(s0, "leaseway_requests_total", route="local", code="404") or 0
+cnt0 = value(s0, "leaseway_request_duration_seconds_count") or 0
+sum0 = value(s0, "leaseway_request_duration_seconds_sum") or 0
+c = Client(port)
+for i in range(5):
+    c.send(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"); c.response()
+c.send(b"GET /status/404 HTTP/1.1\r\nHost: t\r\n\r\n"); c.response()
+c.send(b"GET /slow?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n"); c.response()
+# The connection stays open: counters must move per request, not per connection.
+time.sleep(0.2)
+text, ctype, s1, bad = scrape()
+ok1 = value(s1, "leaseway_requests_total", route="local", code="200") or 0
+nf1 = value(s1, "leaseway_requests_total", route="local", code="404") or 0
+ck.eq('requests_total{route="local",code="200"} grew by 6', ok1 - ok0, 6.0)
+ck.eq('requests_total{route="local",code="404"} grew by 1', nf1 - nf0, 1.0)
+cnt1 = value(s1, "leaseway_request_duration_seconds_count") or 0
+sum1 = value(s1, "leaseway_request_duration_seconds_sum") or 0
+ck.eq("duration histogram _count grew by 7", cnt1 - cnt0, 7.0)
+ck.ok("duration histogram _sum grew by >= 0.3 s (a 300 ms request)", sum1 - sum0 >= 0.29, "grew %.3f" % (sum1 - sum0))
+buckets = sorted(((float(l["le"].replace("+Inf", "inf")), v) for (n, l, v) in s1
+                  if n == "leaseway_request_duration_seconds_bucket" and "le" in l and "route" not in l and "code" not in l))
+if not buckets:  # labelled histogram: sum over labels per le
+    agg = {}
+    for (n, l, v) in s1:
+        if n == "leaseway_request_duration_seconds_bucket" and "le" in l:
+            k = float(l["le"].replace("+Inf", "inf")); agg[k] = agg.get(k, 0) + v
+    buckets = sorted(agg.items())
+ck.ok("histogram has a +Inf bucket equal to _count", buckets and buckets[-1][0] == float("inf") and buckets[-1][1] == cnt1, "buckets %r count %r" % (buckets[-3:], cnt1))
+ck.ok("histogram buckets are cumulative", all(buckets[i][1] <= buckets[i + 1][1] for i in range(len(buckets) - 1)))
+conns = value(s1, "leaseway_connections")
+ck.ok("leaseway_connections counts the open client connection (>= 1)", conns is not None and conns >= 1, "got %r" % conns)
+ck.done()
+EOF
+
+finish

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Timeouts (SPEC §3): a slowloris client that dribbles its headers gets 408
+# after --header-timeout (a total budget, not a per-read one) while normal
+# clients are served; silent and idle connections are closed; an app slower
+# than --upstream-timeout gets 504, while an app that keeps talking (SSE)
+# or answers in time is not cut off.
+. "$(dirname "$0")/../lib/proxy.sh"
+
+start_upstream app
+start_leaseway --header-timeout 2s --idle-timeout 4s --upstream-timeout 1s
+
+pyrun slowloris "$LW_PORT" <<'EOF'
+import sys, time, threading, subprocess, select
+from rawhttp import Client, Check
+ck = Check()
+port = int(sys.argv[1])
+
+# Normal clients, all along: a fresh curl every 0.25 s.
+results = []
+stop = False
+def normal():
+    while not stop:
+        t = time.monotonic()
+        out = subprocess.run(["curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                              "http://127.0.0.1:%d/echo" % port], capture_output=True).stdout.decode()
+        results.append((out, time.monotonic() - t))
+        time.sleep(0.25)
+th = threading.Thread(target=normal); th.start()
+
+# Ten slowloris connections, one byte every 200 ms.
+req = b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 100 + b"\r\n\r\n"
+outcome = {}
+def loris(i):
+    c = Client(port, timeout=10)
+    t0 = time.monotonic()
+    try:
+        for b in req:
+            # Stop writing once the proxy has answered (writing into a closed
+            # socket would draw a RST that can destroy the unread answer).
+            if select.select([c.sock], [], [], 0)[0]:
+                break
+            c.send(bytes([b]))
+            time.sleep(0.2)
+            if time.monotonic() - t0 > 8:
+                break
+        else:
+            outcome[i] = ("sent everything", time.monotonic() - t0, None, False)
+    except OSError:
+        pass
+    try:
+        r = c.response()
+        outcome[i] = (r.status, time.monotonic() - t0, r, c.closed(2))
+    except Exception as e:
+        outcome[i] = ("no response: %r" % e, time.monotonic() - t0, None, True)
+ts = [threading.Thread(target=loris, args=(i,)) for i in range(10)]
+for t in ts: t.start()
+for t in ts: t.join()
+stop = True; th.join()
+
+st, secs, r, closed = outcome[0]
+print("     slowloris #0: %r after %.2fs" % (st, secs))
+ck.eq("slowloris: 408 Request Timeout", st, 408)
+ck.ok("slowloris: cut off after ~2 s (header timeout is a total budget)", 1.7 <= secs <= 4.0, "%.2fs" % secs)
+if r is not None:
+    ck.ok("408: Connection: close", r.has_token("connection", "close"), "got %r" % r.get("connection"))
+    ck.ok("408: one-line body", r.body.count(b"\n") <= 1 and len(r.body.strip()) > 0, "got %r" % r.body[:200])
+    ck.eq("408: Fly-Instance", r.get("fly-instance"), "i1")
+ck.ok("408: connection closed", closed)
+ck.eq("all ten slowloris connections got 408", sorted(str(o[0]) for o in outcome.values()), ["408"] * 10)
+codes = [c for c, _ in results]
+slow = [round(t, 2) for _, t in results if t > 1.0]
+ck.ok("normal clients served meanwhile (%d requests)" % len(results), len(results) >= 5 and all(c == "200" for c in codes), "codes %r" % codes)
+ck.ok("normal clients not slowed (none > 1 s)", not slow, "slow: %r" % slow)
+
+# A connection that never sends a byte is closed after the header timeout.
+c = Client(port, timeout=10)
+t0 = time.monotonic()
+closed = False
+try:
+    c.settimeout(8)
+    data = c.sock.recv(65536)
+    closed = True
+    print("     silent connection: got %r after %.2fs" % (data[:40], time.monotonic() - t0))
+except Exception as e:
+    closed = "reset" in repr(e).lower()
+ck.ok("silent connection closed within ~2-4 s", closed and time.monotonic() - t0 < 4.5, "%.2fs" % (time.monotonic() - t0))
+
+# Idle keep-alive: closed after --idle-timeout 4s, not by the 2 s header timeout.
+c = Client(port, timeout=10)
+c.send(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+ck.eq("keep-alive request: 200", c.response().status, 200)
+t0 = time.monotonic()
+ck.ok("idle keep-alive connection closed by --idle-timeout", c.closed(8))
+idle = time.monotonic() - t0
+print("     idle connection closed after %.2fs" % idle)
+ck.ok("idle keep-alive closed after ~4 s (3.5-6 s)", 3.5 <= idle <= 6.0, "%.2fs" % idle)
+ck.done()
+EOF
+
+pyrun upstream-timeout "$LW_PORT" <<'EOF'
+import sys, time
+from rawhttp import Client, Check
+ck = Check()
+port = int(sys.argv[1])
+
+c = Client(port)
+t0 = time.monotonic()
+c.send(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n")
+r = c.response()
+secs = time.monotonic() - t0
+ck.eq("app slower than --upstream-timeout: 504", r.status, 504)
+ck.ok("504 after ~1 s", 0.8 <= secs <= 2.5, "%.2fs" % secs)
+ck.ok("504: one-line body", r.body.count(b"\n") <= 1 and len(r.body.strip()) > 0, "got %r" % r.body[:200])
+ck.ok("504: Connection: close", r.has_token("connection", "close"), "got %r" % r.get("connection"))
+ck.eq("504: Fly-Instance", r.get("fly-instance"), "i1")
+ck.ok("504: connection closed", c.closed(2))
+
+c = Client(port)
+c.send(b"GET /slow?ms=400 HTTP/1.1\r\nHost: t\r\n\r\n")
+ck.eq("app answering in 0.4 s (< 1 s timeout): 200", c.response().status, 200)
+
+# 5 events, 700 ms apart: 2.8 s in all, but never 1 s of silence.
+c.send(b"GET /sse?n=5&ms=700 HTTP/1.1\r\nHost: t\r\n\r\n")
+r = c.response()
+ck.eq("SSE with 700 ms gaps outlives a 1 s silence timeout", (r.status, r.body.count(b"data:")), (200, 5))
+c.send(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+ck.eq("proxy fine after the 504", c.response().status, 200)
+ck.done()
+EOF
+
+finish

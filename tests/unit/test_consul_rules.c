@@ -1,0 +1,270 @@
+/*
+ * consul/ rules: blocking-query index handling, backoff bounds, the watch's
+ * token bucket, the fence deadline, the lease state machine, and how the
+ * CONSUL_* environment becomes a client configuration.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "consul/consul-int.h"
+
+Test(consul_index, rules)
+{
+    cr_assert_eq(consul_index_next(0, true, 17), 17, "first read");
+    cr_assert_eq(consul_index_next(17, true, 17), 17, "timeout: same index");
+    cr_assert_eq(consul_index_next(17, true, 30), 30, "moved on");
+    cr_assert_eq(consul_index_next(30, true, 29), 0, "went backwards: reset and re-read");
+    cr_assert_eq(consul_index_next(30, true, 1), 0, "new agent: reset");
+    cr_assert_eq(consul_index_next(0, true, 0), 1, "never block on 0");
+    cr_assert_eq(consul_index_next(5, false, 0), 0, "no header: plain read");
+    /* a 404 with an index blocks like any other reply */
+    cr_assert_eq(consul_index_next(0, true, 12), 12);
+}
+
+Test(consul_backoff, bounded_and_jittered)
+{
+    for (unsigned attempt = 0; attempt < 40; attempt++) {
+        int64_t lo = INT64_MAX, hi = 0;
+        for (uint32_t r = 0; r < 5000; r += 7) {
+            int64_t d = consul_backoff_ms(attempt, r * 2654435761u);
+            cr_assert_geq(d, CONSUL_BACKOFF_BASE_MS / 2);
+            cr_assert_leq(d, CONSUL_BACKOFF_CAP_MS, "attempt %u: %lld", attempt, (long long)d);
+            lo = d < lo ? d : lo;
+            hi = d > hi ? d : hi;
+        }
+        cr_assert_gt(hi, lo, "attempt %u is not jittered", attempt);
+    }
+    cr_assert_leq(consul_backoff_ms(0, UINT32_MAX), CONSUL_BACKOFF_BASE_MS);
+    cr_assert_geq(consul_backoff_ms(30, 0), CONSUL_BACKOFF_CAP_MS / 2);
+}
+
+Test(consul_bucket, burst_two_then_rate_limited)
+{
+    struct consul_bucket b;
+    int64_t t = 1000;
+
+    consul_bucket_init(&b, t);
+    cr_assert_eq(consul_bucket_take(&b, t), 0);
+    cr_assert_eq(consul_bucket_take(&b, t), 0);
+    int64_t wait = consul_bucket_take(&b, t);
+    cr_assert_eq(wait, CONSUL_BUCKET_REFILL_MS);
+    cr_assert_gt(consul_bucket_take(&b, t + wait - 1), 0);
+    cr_assert_eq(consul_bucket_take(&b, t + wait), 0);
+    /* a long quiet spell refills to the burst, no more */
+    t += 3600 * 1000;
+    cr_assert_eq(consul_bucket_take(&b, t), 0);
+    cr_assert_eq(consul_bucket_take(&b, t), 0);
+    cr_assert_gt(consul_bucket_take(&b, t), 0);
+    /* a busy loop takes at most burst + elapsed/refill tokens */
+    int taken = 0;
+    for (int64_t now = t; now < t + 10000; now++)
+        if (consul_bucket_take(&b, now) == 0)
+            taken++;
+    cr_assert_leq(taken, 10000 / CONSUL_BUCKET_REFILL_MS + 1);
+    cr_assert_geq(taken, 10000 / CONSUL_BUCKET_REFILL_MS - 1);
+}
+
+Test(consul_fence, min_of_renew_and_alive_minus_margin)
+{
+    /* alive feed is the binding constraint in steady state */
+    cr_assert_eq(consul_fence_deadline(10000, 10000, 15000),
+                 15000 + CONSUL_ALIVE_TTL_MS - CONSUL_FENCE_MARGIN_MS);
+    /* alive feeds go on but renews stopped: TTL bounds it */
+    cr_assert_eq(consul_fence_deadline(10000, 10000, 18000), 20000 - CONSUL_FENCE_MARGIN_MS);
+    /* no alive check (--register=false): renew only */
+    cr_assert_eq(consul_fence_deadline(10000, 10000, -1), 20000 - CONSUL_FENCE_MARGIN_MS);
+    /* never 0 (0 means "no fence" to routing) */
+    cr_assert_eq(consul_fence_deadline(0, 0, -1), 1);
+    /* the deadline is always before Consul could invalidate the session + lock-delay */
+    for (int64_t renew = 0; renew < 20000; renew += 977)
+        for (int64_t alive = 0; alive < 20000; alive += 631) {
+            int64_t d = consul_fence_deadline(renew, 10000, alive);
+            cr_assert_lt(d, alive + CONSUL_ALIVE_TTL_MS);
+            cr_assert_lt(d, renew + 2 * 10000);
+        }
+}
+
+#define S(x) CONSUL_LEASE_##x
+#define E(x) CONSUL_LEV_##x
+
+Test(consul_lease, happy_path_to_holding)
+{
+    enum consul_lease_state s = S(INIT);
+    s = consul_lease_next(s, E(START));
+    cr_assert_eq(s, S(CREATING));
+    cr_assert_eq(consul_lease_next(s, E(KEY_FREE)), S(CREATING), "no acquire without a session");
+    s = consul_lease_next(s, E(SESSION_OK));
+    cr_assert_eq(s, S(ACQUIRING));
+    s = consul_lease_next(s, E(ACQUIRED));
+    cr_assert_eq(s, S(HOLDING));
+    cr_assert_eq(consul_lease_next(s, E(KEY_OURS)), S(HOLDING));
+}
+
+Test(consul_lease, standby_and_failover)
+{
+    enum consul_lease_state s = S(ACQUIRING);
+    s = consul_lease_next(s, E(NOT_ACQUIRED));
+    cr_assert_eq(s, S(STANDBY));
+    cr_assert_eq(consul_lease_next(s, E(KEY_OTHER)), S(STANDBY));
+    cr_assert_eq(consul_lease_next(s, E(RETRY)), S(ACQUIRING), "retry after lock-delay");
+    cr_assert_eq(consul_lease_next(s, E(KEY_FREE)), S(ACQUIRING), "holder released or died");
+    cr_assert_eq(consul_lease_next(s, E(KEY_OURS)), S(HOLDING), "acquire reply lost but it happened");
+    cr_assert_eq(consul_lease_next(s, E(SESSION_LOST)), S(CREATING));
+    cr_assert_eq(consul_lease_next(S(ACQUIRING), E(KEY_OURS)), S(HOLDING));
+    cr_assert_eq(consul_lease_next(S(ACQUIRING), E(SESSION_LOST)), S(CREATING), "500 invalid session");
+}
+
+Test(consul_lease, losing_the_lease)
+{
+    cr_assert_eq(consul_lease_next(S(HOLDING), E(SESSION_LOST)), S(CREATING), "renew 404");
+    cr_assert_eq(consul_lease_next(S(HOLDING), E(KEY_OTHER)), S(STANDBY));
+    cr_assert_eq(consul_lease_next(S(HOLDING), E(KEY_FREE)), S(ACQUIRING), "re-acquire is idempotent");
+    cr_assert_eq(consul_lease_next(S(HOLDING), E(NOT_ACQUIRED)), S(HOLDING));
+}
+
+Test(consul_lease, handoff)
+{
+    enum consul_lease_state s = consul_lease_next(S(HOLDING), E(HANDOFF));
+    cr_assert_eq(s, S(HANDOFF));
+    cr_assert_eq(consul_lease_next(s, E(KEY_FREE)), S(HANDOFF),
+                 "our own release must not trigger an acquire");
+    cr_assert_eq(consul_lease_next(s, E(KEY_OURS)), S(HANDOFF));
+    cr_assert_eq(consul_lease_next(s, E(SESSION_LOST)), S(HANDOFF));
+    cr_assert_eq(consul_lease_next(s, E(KEY_OTHER)), S(STANDBY), "a standby won");
+    cr_assert_eq(consul_lease_next(s, E(RETRY)), S(STANDBY), "nobody took it in time");
+    cr_assert_eq(consul_lease_next(S(STANDBY), E(HANDOFF)), S(STANDBY), "nothing to hand off");
+}
+
+Test(consul_lease, watch_only_and_shutdown)
+{
+    enum consul_lease_state s = consul_lease_next(S(INIT), E(START_WATCH));
+    cr_assert_eq(s, S(WATCH_ONLY));
+    for (int ev = 0; ev < CONSUL_LEV_COUNT; ev++) {
+        if (ev == E(SHUTDOWN))
+            continue;
+        cr_assert_eq(consul_lease_next(s, (enum consul_lease_event)ev), S(WATCH_ONLY), "watcher moved on %s",
+                     consul_lease_event_str((enum consul_lease_event)ev));
+    }
+    for (int st = 0; st < CONSUL_LEASE_COUNT; st++) {
+        enum consul_lease_state n = consul_lease_next((enum consul_lease_state)st, E(SHUTDOWN));
+        cr_assert_eq(n, st == S(STOPPED) ? S(STOPPED) : S(STOPPING));
+    }
+    cr_assert_eq(consul_lease_next(S(STOPPING), E(ACQUIRED)), S(STOPPING));
+    cr_assert_eq(consul_lease_next(S(STOPPING), E(STOPPED)), S(STOPPED));
+    cr_assert_eq(consul_lease_next(S(STOPPED), E(START)), S(STOPPED));
+}
+
+Test(consul_lease, names)
+{
+    for (int st = 0; st < CONSUL_LEASE_COUNT; st++)
+        cr_assert_str_neq(consul_lease_state_str((enum consul_lease_state)st), "invalid");
+    for (int ev = 0; ev < CONSUL_LEV_COUNT; ev++)
+        cr_assert_str_neq(consul_lease_event_str((enum consul_lease_event)ev), "invalid");
+    cr_assert_str_eq(consul_lease_state_str(CONSUL_LEASE_COUNT), "invalid");
+}
+
+static void clear_env(void)
+{
+    const char *vars[] = {"CONSUL_HTTP_ADDR",       "CONSUL_HTTP_TOKEN",      "CONSUL_HTTP_TOKEN_FILE",
+                          "CONSUL_HTTP_AUTH",       "CONSUL_HTTP_SSL",        "CONSUL_CACERT",
+                          "CONSUL_CAPATH",          "CONSUL_CLIENT_CERT",     "CONSUL_CLIENT_KEY",
+                          "CONSUL_TLS_SERVER_NAME", "CONSUL_HTTP_SSL_VERIFY", "CONSUL_NAMESPACE",
+                          "CONSUL_PARTITION"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
+}
+
+Test(consul_conf, addresses, .init = clear_env)
+{
+    struct consul_http_conf c;
+    const char *err = NULL;
+
+    cr_assert_eq(consul_http_conf_init(&c, NULL, &err), 0);
+    cr_assert_str_eq(c.base_url, "http://127.0.0.1:8500");
+    consul_http_conf_free(&c);
+
+    setenv("CONSUL_HTTP_ADDR", "10.0.0.5:8500", 1);
+    cr_assert_eq(consul_http_conf_init(&c, "", &err), 0);
+    cr_assert_str_eq(c.base_url, "http://10.0.0.5:8500");
+    consul_http_conf_free(&c);
+
+    /* the flag wins over the environment; path prefix kept, trailing slash dropped */
+    cr_assert_eq(consul_http_conf_init(&c, "https://consul.example:8501/proxy/", &err), 0);
+    cr_assert_str_eq(c.base_url, "https://consul.example:8501/proxy");
+    consul_http_conf_free(&c);
+
+    cr_assert_eq(consul_http_conf_init(&c, "unix:///var/run/consul.sock", &err), 0);
+    cr_assert_str_eq(c.unix_path, "/var/run/consul.sock");
+    cr_assert_str_eq(c.base_url, "http://localhost");
+    consul_http_conf_free(&c);
+
+    setenv("CONSUL_HTTP_SSL", "true", 1);
+    cr_assert_eq(consul_http_conf_init(&c, "http://h:8501", &err), 0);
+    cr_assert_str_eq(c.base_url, "https://h:8501", "never revert to http when SSL is requested");
+    consul_http_conf_free(&c);
+    setenv("CONSUL_TLS_SERVER_NAME", "server.dc1.consul", 1);
+    cr_assert_eq(consul_http_conf_init(&c, "h:8501", &err), 0);
+    cr_assert_str_eq(c.base_url, "https://server.dc1.consul:8501");
+    cr_assert_str_eq(c.connect_to, "::h:8501");
+    consul_http_conf_free(&c);
+
+    cr_assert_eq(consul_http_conf_init(&c, "ftp://h", &err), -1);
+    cr_assert_not_null(err);
+    cr_assert_eq(consul_http_conf_init(&c, "http://", &err), -1);
+    setenv("CONSUL_HTTP_SSL", "maybe", 1);
+    cr_assert_eq(consul_http_conf_init(&c, "h:1", &err), -1);
+}
+
+Test(consul_conf, tokens_tls_and_tenancy, .init = clear_env)
+{
+    struct consul_http_conf c;
+    const char *err = NULL;
+    char path[] = "/tmp/lw-token-XXXXXX";
+    int fd = mkstemp(path);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "  file-token\n", 13), 13);
+    close(fd);
+
+    setenv("CONSUL_HTTP_TOKEN", "env-token", 1);
+    cr_assert_eq(consul_http_conf_init(&c, NULL, &err), 0);
+    cr_assert_str_eq(c.token, "env-token");
+    consul_http_conf_free(&c);
+
+    setenv("CONSUL_HTTP_TOKEN_FILE", path, 1);
+    cr_assert_eq(consul_http_conf_init(&c, NULL, &err), 0);
+    cr_assert_str_eq(c.token, "file-token", "the token file wins and is trimmed");
+    fd = open(path, O_WRONLY | O_TRUNC);
+    cr_assert_eq(write(fd, "rotated", 7), 7);
+    close(fd);
+    cr_assert(consul_http_conf_reload_token(&c));
+    cr_assert_str_eq(c.token, "rotated");
+    cr_assert_not(consul_http_conf_reload_token(&c));
+    consul_http_conf_free(&c);
+    unlink(path);
+    cr_assert_eq(consul_http_conf_init(&c, NULL, &err), -1, "an unreadable token file is an error");
+    unsetenv("CONSUL_HTTP_TOKEN_FILE");
+
+    setenv("CONSUL_CLIENT_CERT", "/c.pem", 1);
+    cr_assert_eq(consul_http_conf_init(&c, NULL, &err), -1, "cert without key");
+    setenv("CONSUL_CLIENT_KEY", "/k.pem", 1);
+    setenv("CONSUL_HTTP_SSL_VERIFY", "false", 1);
+    setenv("CONSUL_NAMESPACE", "team a", 1);
+    setenv("CONSUL_PARTITION", "p1", 1);
+    setenv("CONSUL_HTTP_AUTH", "u:p", 1);
+    cr_assert_eq(consul_http_conf_init(&c, NULL, &err), 0);
+    cr_assert_eq(c.verify, 0);
+    cr_assert_str_eq(c.userpwd, "u:p");
+    char *url = consul_http_url(&c, "/v1/kv/k", "index=5");
+    cr_assert_str_eq(url, "http://127.0.0.1:8500/v1/kv/k?index=5&ns=team%20a&partition=p1");
+    free(url);
+    url = consul_http_url(&c, "/v1/kv/k", NULL);
+    cr_assert_str_eq(url, "http://127.0.0.1:8500/v1/kv/k?ns=team%20a&partition=p1");
+    free(url);
+    consul_http_conf_free(&c);
+}
