@@ -18,12 +18,12 @@ struct event_base;
 
 /* Everything consul/ needs; strings are copied by consul_agent_new(). */
 struct consul_config {
-    const char *addr;              /* --consul-addr: http://, https://, unix:// (CONSUL_* env applied inside) */
-    const char *lease_key;         /* --lease-key */
-    const char *instance;          /* --instance */
-    const char *region;            /* --region ("" if unset) */
-    const char *advertise;         /* --advertise URL */
-    const char *service;           /* --service */
+    const char *addr;      /* --consul-addr: http://, https://, unix:// (CONSUL_* env applied inside) */
+    const char *lease_key; /* --lease-key */
+    const char *instance;  /* --instance */
+    const char *region;    /* --region ("" if unset) */
+    const char *advertise; /* --advertise URL */
+    const char *service;   /* --service */
     const char *peer_url_template; /* --peer-url-template, NULL if unset */
     const char *version;           /* leaseway's version, for Meta */
     bool candidate;                /* --candidate */
@@ -76,8 +76,8 @@ uint64_t consul_agent_requests(const struct consul_agent *agent);
 const char *consul_agent_lease_state(const struct consul_agent *agent);
 
 /*
- * `leaseway status [--json] [--service NAME] [--consul-addr URL]`: argv[0] is "status" (argv may
- * also start directly with the options).
+ * `leaseway status [--json] [--service NAME] [--consul-addr URL] [--lease-key KEY]`:
+ * argv holds the arguments after "status" (argv[0] is the first option).
  * Prints the cluster from Consul's health endpoint; returns the process exit code (0, or 1
  * when Consul cannot be reached or answers with an error, 2 on bad usage).
  */

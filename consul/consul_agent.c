@@ -628,6 +628,10 @@ static void acquire_done(const struct consul_http_resp *r, void *arg)
 
     a->req[OP_ACQUIRE] = NULL;
     saw(a, r);
+    if (a->lease == CONSUL_LEASE_STOPPING) {
+        shutdown_next(a); /* the release waited for this one */
+        return;
+    }
     if (stopping(a))
         return;
     if (r->status == 200 && consul_bool_decode(r->body, r->body_len, &got) == 0) {
@@ -808,6 +812,10 @@ static void register_done(const struct consul_http_resp *r, void *arg)
 
     a->req[OP_REGISTER] = NULL;
     saw(a, r);
+    if (a->lease == CONSUL_LEASE_STOPPING) {
+        shutdown_next(a); /* the deregistration waited for this one */
+        return;
+    }
     if (stopping(a))
         return;
     if (r->status == 200) {
@@ -1054,6 +1062,8 @@ static void shutdown_finish(struct consul_agent *a)
         consul_http_cancel(a->req[op]);
         a->req[op] = NULL;
     }
+    if (a->session[0] && strcmp(a->holder_session, a->session) == 0)
+        a->holder_session[0] = '\0'; /* released (or about to vanish with the session) */
     a->session[0] = '\0';
     lease_event(a, CONSUL_LEV_STOPPED);
     consul_log("info", "msg=\"Consul shutdown done\" requests_sent=%llu",
@@ -1067,10 +1077,11 @@ static void shutdown_step_done(const struct consul_http_resp *r, void *arg)
     enum op op = a->shutdown_step == 1 ? OP_RELEASE : a->shutdown_step == 2 ? OP_DESTROY : OP_DEREGISTER;
 
     a->req[op] = NULL;
-    if (r->status != 200)
+    if (r->status == 200 || (op == OP_DEREGISTER && r->status == 404))
+        consul_log("info", "msg=\"%s done\"%s", op_names[op],
+                   op == OP_RELEASE ? " (standbys take over now)" : "");
+    else
         fail(a, op, r, NULL);
-    else if (op == OP_RELEASE)
-        consul_log("info", "msg=\"lease released\" key=%s", a->cfg.lease_key);
     shutdown_next(a);
 }
 
@@ -1087,6 +1098,10 @@ static void shutdown_next(struct consul_agent *a)
         a->shutdown_step++;
         switch (a->shutdown_step) {
         case 1:
+            if (a->req[OP_ACQUIRE]) {
+                a->shutdown_step--; /* acquire_done() comes back here */
+                return;
+            }
             if (!a->session[0])
                 continue;
             snprintf(query, sizeof(query), "release=%s", a->session);
@@ -1103,7 +1118,7 @@ static void shutdown_next(struct consul_agent *a)
         case 3:
             if (!a->cfg.register_service)
                 continue;
-            if (a->req[OP_READY]) {
+            if (a->req[OP_READY] || a->req[OP_REGISTER]) {
                 a->shutdown_step--; /* let "critical: draining" land first; ready_done() comes back here */
                 return;
             }
@@ -1133,8 +1148,14 @@ void consul_agent_shutdown(struct consul_agent *a, consul_done_cb done, void *ar
             event_active(a->ev_done, EV_TIMEOUT, 0);
         return;
     }
-    /* Stop everything periodic and in flight, except nothing: the role drops before the release. */
+    /*
+     * Stop everything periodic and in flight, except a registration and an acquire: Consul
+     * may already be applying them (closing our end does not stop it), so the steps below
+     * wait for them rather than have one land after the deregistration or the release.
+     */
     for (int op = 0; op < OP_COUNT; op++) {
+        if (op == OP_REGISTER || op == OP_ACQUIRE)
+            continue;
         consul_http_cancel(a->req[op]);
         a->req[op] = NULL;
     }

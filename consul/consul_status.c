@@ -30,7 +30,20 @@ struct body {
     char *buf;
     size_t len;
     bool too_large;
+    bool filtered; /* X-Consul-Results-Filtered-By-ACLs: true */
 };
+
+static size_t header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    static const char name[] = "X-Consul-Results-Filtered-By-ACLs:";
+    struct body *b = userdata;
+    size_t n = size * nmemb;
+
+    if (n > sizeof(name) && strncasecmp(ptr, name, sizeof(name) - 1) == 0 &&
+        memmem(ptr + sizeof(name) - 1, n - (sizeof(name) - 1), "true", 4) != NULL)
+        b->filtered = true;
+    return n;
+}
 
 static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -55,7 +68,7 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
 static void usage(FILE *f)
 {
     fprintf(
-        f, "Usage: leaseway status [--json] [--service NAME] [--consul-addr URL]\n"
+        f, "Usage: leaseway status [--json] [--service NAME] [--consul-addr URL] [--lease-key KEY]\n"
            "\n"
            "Show every instance of the service registered in Consul: ID, REGION, ADDRESS,\n"
            "ROLE (primary/replica tag), GATE, CHECK (worst of its health checks), VERSION.\n"
@@ -65,6 +78,8 @@ static void usage(FILE *f)
            "  --consul-addr URL   Consul HTTP API (default: $LEASEWAY_CONSUL_ADDR, $CONSUL_HTTP_ADDR,\n"
            "                      http://127.0.0.1:8500); CONSUL_HTTP_TOKEN(_FILE), TLS and\n"
            "                      namespace variables apply as for `leaseway run`\n"
+           "  --lease-key KEY     lease key (default: $LEASEWAY_LEASE_KEY): ROLE then comes from the\n"
+           "                      lease holder, not from the (possibly stale) primary/replica tags\n"
            "  -h, --help          this help\n");
 }
 
@@ -193,44 +208,124 @@ static int print_json(struct row *rows, size_t n)
     return 0;
 }
 
+/* GET path into *b; 0 on HTTP 200, else -1 after printing why (404 allowed when ok404). */
+static int fetch(const struct consul_http_conf *conf, const char *path, struct body *b, bool ok404,
+                 long *status)
+{
+    struct curl_slist *headers = NULL, *connect_to = NULL;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    char *url = consul_http_url(conf, path, NULL);
+    CURL *e = curl_easy_init();
+    int rc = -1;
+    CURLcode cc;
+
+    *status = 0;
+    if (url == NULL || e == NULL || consul_http_easy_conf(e, conf, false, &headers, &connect_to) < 0) {
+        fprintf(stderr, "leaseway status: out of memory\n");
+        goto out;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, b);
+    cc = curl_easy_perform(e);
+    if (cc != CURLE_OK) {
+        fprintf(stderr, "leaseway status: cannot reach Consul at %s: %s\n",
+                conf->unix_path ? conf->unix_path : conf->base_url,
+                b->too_large ? "reply too large"
+                : errbuf[0]  ? errbuf
+                             : curl_easy_strerror(cc));
+        goto out;
+    }
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+    if (*status != 200 && !(ok404 && *status == 404)) {
+        fprintf(stderr, "leaseway status: Consul answered HTTP %ld%s: %.200s\n", *status,
+                *status == 403 ? " (check CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE)" : "",
+                b->buf ? b->buf : "");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (e)
+        curl_easy_cleanup(e);
+    curl_slist_free_all(headers);
+    curl_slist_free_all(connect_to);
+    free(url);
+    return rc;
+}
+
+/* The lease holder's hostname into holder ("" when nobody holds it); -1 on error. */
+static int lease_holder(const struct consul_http_conf *conf, const char *key, char *holder, size_t size)
+{
+    struct body b = {0};
+    struct consul_kv kv = {0};
+    struct consul_lease_value lv;
+    const char *err = NULL;
+    char *esc = consul_escape_key(key), *path = NULL;
+    long status;
+    int rc = -1;
+
+    holder[0] = '\0';
+    if (esc == NULL || asprintf(&path, "/v1/kv/%s", esc) < 0) {
+        path = NULL;
+        goto out;
+    }
+    if (fetch(conf, path, &b, true, &status) < 0)
+        goto out;
+    if (status == 200 && consul_kv_decode(b.buf ? b.buf : "", b.len, &kv, &err) < 0) {
+        fprintf(stderr, "leaseway status: lease key %s: %s\n", key, err);
+        goto out;
+    }
+    if (kv.exists && kv.session[0] && consul_lease_value_decode(kv.value, kv.value_len, &lv, &err) == 0)
+        snprintf(holder, size, "%s", lv.hostname);
+    rc = 0;
+out:
+    consul_kv_clear(&kv);
+    free(b.buf);
+    free(esc);
+    free(path);
+    return rc;
+}
+
 int consul_status_main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'j'},
         {"service", required_argument, NULL, 's'},
         {"consul-addr", required_argument, NULL, 'a'},
+        {"lease-key", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *service = getenv("LEASEWAY_SERVICE");
     const char *addr = getenv("LEASEWAY_CONSUL_ADDR");
+    const char *lease_key = getenv("LEASEWAY_LEASE_KEY");
     bool as_json = false;
     struct consul_http_conf conf;
-    struct curl_slist *headers = NULL, *connect_to = NULL;
     struct body body = {0};
-    char errbuf[CURL_ERROR_SIZE] = "";
     const char *err = NULL;
-    char *esc = NULL, *path = NULL, *url = NULL;
+    char *esc = NULL, *path = NULL;
+    char holder[ROUTE_ID_MAX] = "";
     struct row *rows = NULL;
     json_t *root = NULL;
-    CURL *e = NULL;
     long status = 0;
     int c, rc = 1;
-    CURLcode cc;
-
     char *args[64];
 
-    /* argv[0] is normally "status"; accept argv that starts directly with the options too */
-    if (argc > 0 && argv[0][0] == '-') {
-        if (argc + 1 > (int)(sizeof(args) / sizeof(args[0]))) {
-            fprintf(stderr, "leaseway status: too many arguments\n");
-            return 2;
-        }
-        args[0] = "status";
-        memcpy(args + 1, argv, (size_t)argc * sizeof(*argv));
-        argv = args;
-        argc++;
+    /* argv holds what follows "status"; getopt wants a program name in front */
+    if (argc + 1 > (int)(sizeof(args) / sizeof(args[0]))) {
+        fprintf(stderr, "leaseway status: too many arguments\n");
+        return 2;
     }
+    args[0] = "leaseway status";
+    if (argc > 0)
+        memcpy(args + 1, argv, (size_t)argc * sizeof(*argv));
+    argv = args;
+    argc++;
     if (service == NULL || service[0] == '\0')
         service = getenv("FLY_APP_NAME");
     if (service == NULL || service[0] == '\0')
@@ -241,6 +336,7 @@ int consul_status_main(int argc, char **argv)
         case 'j': as_json = true; break;
         case 's': service = optarg; break;
         case 'a': addr = optarg; break;
+        case 'k': lease_key = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -259,34 +355,10 @@ int consul_status_main(int argc, char **argv)
         path = NULL;
         goto out;
     }
-    url = consul_http_url(&conf, path, NULL);
-    e = curl_easy_init();
-    if (url == NULL || e == NULL || consul_http_easy_conf(e, &conf, false, &headers, &connect_to) < 0) {
-        fprintf(stderr, "leaseway status: out of memory\n");
+    if (fetch(&conf, path, &body, false, &status) < 0)
         goto out;
-    }
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
-    cc = curl_easy_perform(e);
-    if (cc != CURLE_OK) {
-        fprintf(stderr, "leaseway status: cannot reach Consul at %s: %s\n",
-                conf.unix_path ? conf.unix_path : conf.base_url,
-                body.too_large ? "reply too large"
-                : errbuf[0]    ? errbuf
-                               : curl_easy_strerror(cc));
+    if (lease_key && lease_key[0] && lease_holder(&conf, lease_key, holder, sizeof(holder)) < 0)
         goto out;
-    }
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    if (status != 200) {
-        fprintf(stderr, "leaseway status: Consul answered HTTP %ld%s: %.200s\n", status,
-                status == 403 ? " (check CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE)" : "",
-                body.buf ? body.buf : "");
-        goto out;
-    }
     {
         json_error_t jerr;
         size_t n, i;
@@ -301,8 +373,18 @@ int consul_status_main(int argc, char **argv)
         rows = calloc(n ? n : 1, sizeof(*rows));
         if (rows == NULL)
             goto out;
-        json_array_foreach(root, i, v) fill_row(v, &rows[i]);
+        json_array_foreach(root, i, v)
+        {
+            fill_row(v, &rows[i]);
+            /* the lease is the truth; a dead primary keeps its tag until Consul reaps it */
+            if (lease_key && lease_key[0])
+                snprintf(rows[i].role, sizeof(rows[i].role), "%s",
+                         strcmp(rows[i].id, holder) == 0 ? "primary" : "replica");
+        }
         qsort(rows, n, sizeof(*rows), row_cmp);
+        if (body.filtered)
+            fprintf(stderr, "leaseway status: Consul's ACLs hid some results from this token "
+                            "(set CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE)\n");
         if (as_json) {
             if (print_json(rows, n) < 0)
                 goto out;
@@ -310,19 +392,16 @@ int consul_status_main(int argc, char **argv)
             printf("Service: %s (no instances registered in Consul)\n", service);
         } else {
             print_table(rows, n, service);
+            if (lease_key && lease_key[0] && holder[0] == '\0')
+                printf("\nNo instance holds the lease %s.\n", lease_key);
         }
     }
     rc = 0;
 out:
     free(rows);
     json_decref(root);
-    if (e)
-        curl_easy_cleanup(e);
-    curl_slist_free_all(headers);
-    curl_slist_free_all(connect_to);
     curl_free(esc);
     free(path);
-    free(url);
     free(body.buf);
     consul_http_conf_free(&conf);
     return rc;

@@ -27,11 +27,14 @@
 struct evbuffer;
 struct proxy_worker;
 
-#define PROXY_RBUF_SIZE    (64 * 1024)
-#define PROXY_HEAD_MAX     (64 * 1024)  /* request/response head limit: 431 above it */
-#define PROXY_URL_MAX      (8 * 1024)   /* request-target limit: 414 above it */
-#define PROXY_HIGH_WATER   (256 * 1024) /* stop reading the sender above this much queued */
-#define PROXY_POOL_IDLE_MS 2000         /* pooled upstream connections: below Node's 5 s keepAliveTimeout */
+#define PROXY_RBUF_SIZE     (64 * 1024)
+#define PROXY_HEAD_MAX      (64 * 1024)   /* request/response head limit: 431 above it */
+#define PROXY_URL_MAX       (8 * 1024)    /* request-target limit: 414 above it */
+#define PROXY_HOLD_BODY_MAX (1024 * 1024) /* a held or retryable write buffers this much body at most */
+#define PROXY_MAX_PEERS     4             /* peer proxies with a connection pool, per worker */
+#define PROXY_HOLD_MAX      512           /* held requests per worker */
+#define PROXY_HIGH_WATER    (256 * 1024)  /* stop reading the sender above this much queued */
+#define PROXY_POOL_IDLE_MS  2000          /* pooled upstream connections: below Node's 5 s keepAliveTimeout */
 
 /*
  * Deadline lists: every entry of one list has the same timeout, so appending
@@ -46,6 +49,7 @@ enum proxy_timer {
     TL_CONNECT,  /* upstream: connect() must complete (504) */
     TL_UPSTREAM, /* upstream: silence while a response is due (504) */
     TL_POOL,     /* upstream: pooled, idle */
+    TL_HOLD,     /* client: a write waiting for a primary (--hold-timeout) */
     TL_COUNT
 };
 
@@ -97,6 +101,17 @@ enum body_framing {
 
 struct upstream;
 
+/* Where upstream connections go: the local app, or a peer leaseway (the primary). */
+struct upstream_target {
+    struct sockaddr_storage addr;
+    socklen_t addr_len;       /* 0: unused slot */
+    char name[ROUTE_URL_MAX]; /* host:port for the app; the advertise URL for a peer */
+    bool peer;
+    struct upstream *pool; /* idle connections (LIFO) */
+    size_t npool;
+    int64_t last_used_ms;
+};
+
 struct client {
     int fd;
     struct event ev; /* EV_READ|EV_WRITE|EV_ET|EV_PERSIST, added once */
@@ -109,8 +124,10 @@ struct client {
     struct upstream *up;  /* bound for the current exchange */
     char *pending;        /* unparsed bytes after a paused message */
     size_t pending_len;
-    int64_t start_ns; /* request start, for the latency histogram */
-    char ip[46];      /* the client's address, for X-Forwarded-For */
+    struct evbuffer *body; /* a write's body buffered before dispatch (hold, retry) */
+    uint64_t excluded;     /* hash of a primary that answered 421 or was unreachable */
+    int64_t start_ns;      /* request start, for the latency histogram */
+    char ip[46];           /* the client's address, for X-Forwarded-For */
     enum client_state state;
     enum route_action route;
     enum body_framing req_framing;
@@ -132,6 +149,14 @@ struct client {
     unsigned eof : 1;              /* client half-closed */
     unsigned dead : 1;             /* closed; freed at the end of the loop iteration */
     unsigned rdhup : 1;            /* the peer's FIN was signalled: read to EOF past a short read */
+    unsigned deferred : 1;         /* body goes to c->body; not dispatched yet */
+    unsigned retry_ok : 1;         /* the whole request is buffered: it can be sent again */
+    unsigned was_held : 1;         /* waited for a primary (metrics route "held") */
+    unsigned attempts : 3;         /* dispatches to a peer so far */
+    unsigned from_peer : 1;        /* forwarded to us by another leaseway */
+    unsigned is_write : 1;         /* routing says it writes */
+    unsigned set_cookie : 1;       /* add the leaseway_wrote cookie to the response */
+    unsigned recent_write : 1;     /* carries a fresh leaseway_wrote cookie */
 };
 
 struct upstream {
@@ -140,6 +165,7 @@ struct upstream {
     struct tnode timer;
     struct proxy_worker *w;
     struct client *c; /* bound client; NULL while pooled */
+    struct upstream_target *target;
     struct upstream *pool_prev, *pool_next;
     llhttp_t parser;      /* responses */
     struct evbuffer *out; /* to the app */
@@ -154,6 +180,7 @@ struct upstream {
     unsigned dead : 1;
     unsigned pooled : 1;
     unsigned rdhup : 1;
+    unsigned discard : 1; /* this response is not for the client (421, gate-closed from a peer) */
 };
 
 struct proxy;
@@ -172,8 +199,11 @@ struct proxy_worker {
     struct cluster_snapshot snap; /* private copy, refreshed per request */
     struct client *clients;
     size_t nclients;
-    struct upstream *pool; /* idle upstream connections (LIFO) */
-    size_t npool;
+    struct upstream_target app;                    /* the local app (--target) */
+    struct upstream_target peers[PROXY_MAX_PEERS]; /* primaries we forward to */
+    size_t nheld;
+    char peer_token[160]; /* Leaseway-Peer-Auth we send, regenerated each second */
+    int64_t peer_token_sec;
     struct head *free_heads;
     void **free_later; /* deferred frees (STYLE rule 6) */
     size_t nfree_later, cap_free_later;
@@ -192,9 +222,12 @@ struct proxy {
     struct sockaddr_storage target_addr;
     socklen_t target_len;
     char target_hostport[256];
+    unsigned char *peer_secret; /* --peer-secret-file contents; NULL: forwarded requests are trusted */
+    size_t peer_secret_len;
     struct proxy_worker *workers;
     size_t nworkers;
     _Atomic int draining;
+    _Atomic int stopping;
     int64_t started_ms;
 };
 
@@ -204,8 +237,9 @@ int64_t proxy_now_ns(void);
 
 /* proxy_worker.c */
 __attribute__((warn_unused_result)) int proxy_workers_start(struct proxy *px);
-void proxy_workers_drain(struct proxy *px); /* stop accepting, finish in-flight */
-void proxy_workers_stop(struct proxy *px);  /* close everything now */
+void proxy_workers_drain(struct proxy *px);  /* stop accepting, finish in-flight */
+void proxy_workers_stop(struct proxy *px);   /* close everything now */
+void proxy_workers_notify(struct proxy *px); /* a new snapshot: held requests may go on */
 void proxy_workers_join(struct proxy *px);
 void proxy_timer_set(struct proxy_worker *w, struct tnode *t, enum proxy_timer list);
 void proxy_timer_clear(struct tnode *t);
@@ -220,5 +254,18 @@ void proxy_client_drain(struct client *c); /* worker is draining: close if idle 
 void proxy_upstream_close(struct upstream *u);
 void proxy_timer_expired(struct tnode *t);
 void proxy_conn_init_settings(void);
+void proxy_conn_retry_held(struct proxy_worker *w); /* snapshot changed or tick: re-route held writes */
+
+/* proxy_peer_addr.c (control thread) */
+__attribute__((warn_unused_result)) int proxy_resolve_url(const char *url, struct sockaddr_storage *addr,
+                                                          socklen_t *len, bool *tls);
+__attribute__((warn_unused_result)) int proxy_load_peer_secret(struct proxy *px, const char *path);
+
+/* proxy_peer.c: Leaseway-Peer-Auth */
+/* Write the token for (now, instance) into buf; returns its length (0 without a secret). */
+size_t proxy_peer_token(const struct proxy *px, const char *instance, int64_t now_s, char *buf, size_t size);
+/* 0 if token is valid for forwarded_by within the replay window, -1 otherwise. */
+int proxy_peer_verify(const struct proxy *px, const char *forwarded_by, size_t fb_len, const char *token,
+                      size_t token_len, int64_t now_s);
 
 #endif

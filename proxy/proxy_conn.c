@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proxy/proxy_http.h"
@@ -138,11 +139,32 @@ void proxy_client_accept(struct proxy_worker *w, int fd, const struct sockaddr_s
     proxy_timer_set(w, &c->timer, TL_HEADER);
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static struct evbuffer *client_out(struct client *c)
 {
     if (!c->out)
         c->out = evbuffer_new();
     return c->out;
+}
+
+/* Leaving the hold list (dispatched, answered or closed). */
+static void hold_leave(struct client *c)
+{
+    if (c->timer.list == TL_HOLD) {
+        proxy_timer_clear(&c->timer);
+        c->w->nheld--;
+    }
+}
+
+static enum route_action metrics_route(const struct client *c)
+{
+    return c->was_held ? ROUTE_HOLD : c->route;
 }
 
 void proxy_client_close(struct client *c)
@@ -157,9 +179,14 @@ void proxy_client_close(struct client *c)
         u->c = NULL;
         proxy_upstream_close(u);
     }
+    hold_leave(c);
     proxy_timer_clear(&c->timer);
     event_del(&c->ev);
     close(c->fd);
+    if (c->body) {
+        evbuffer_free(c->body);
+        c->body = NULL;
+    }
     if (c->out) {
         evbuffer_free(c->out);
         c->out = NULL;
@@ -190,6 +217,10 @@ static void fill_rewrite(struct client *c, struct resp_rewrite *rw, int status)
     rw->primary_id = w->snap.primary_known ? w->snap.primary_id : NULL;
     rw->instance = w->px->cfg->instance;
     rw->region = w->px->cfg->region;
+    if (c->set_cookie && !rw->passthrough) {
+        rw->cookie_ms = wall_ms();
+        rw->cookie_max_age_s = (w->px->cfg->consistency_window_ms + 999) / 1000;
+    }
 }
 
 /*
@@ -224,8 +255,9 @@ static void client_error(struct client *c, int status, const char *reason, const
     c->resp_started = 1;
     c->close_after = 1;
     if (c->start_ns)
-        proxy_metrics_request(&c->w->metrics, c->route, status, proxy_now_ns() - c->start_ns);
+        proxy_metrics_request(&c->w->metrics, metrics_route(c), status, proxy_now_ns() - c->start_ns);
     c->start_ns = 0;
+    hold_leave(c);
     client_set_state(c, CS_CLOSING);
     proxy_timer_set(c->w, &c->timer, TL_SEND);
     client_flush(c);
@@ -293,8 +325,13 @@ static void client_read(struct client *c)
                 client_feed(c, w->rbuf, (size_t)n);
             if (c->dead)
                 return;
-            if ((size_t)n < sizeof(w->rbuf) && !c->rdhup)
-                return; /* short read: the next edge will tell us about more */
+            /*
+             * A short read means the kernel had no more, and the next edge tells us of more.
+             * Except after EPOLLHUP/ERR, which libevent reports without EV_CLOSED: a reset that
+             * came with the data would go unseen. Mid-body and in a tunnel, read on to EAGAIN.
+             */
+            if ((size_t)n < sizeof(w->rbuf) && !c->rdhup && c->state != CS_BODY && c->state != CS_TUNNEL)
+                return;
             continue;
         }
         if (n == 0) {
@@ -302,8 +339,9 @@ static void client_read(struct client *c)
             /* idle or mid-head: nothing owed. Mid-exchange: finish it, then close. */
             if (c->state == CS_IDLE || c->state == CS_HEAD || c->state == CS_CLOSING) {
                 proxy_client_close(c);
-            } else if (c->state == CS_BODY) {
-                proxy_client_close(c); /* truncated request body: the app must not see half */
+            } else if (c->state == CS_BODY || (c->state == CS_WAIT && c->resp_started)) {
+                /* truncated body (the app must not see half of it), or the reader left mid-answer */
+                proxy_client_close(c);
             } else if (c->state == CS_TUNNEL) {
                 if (c->up && c->up->out && evbuffer_get_length(c->up->out) == 0)
                     (void)shutdown(c->up->fd, SHUT_WR);
@@ -448,6 +486,10 @@ static int req_message_begin(llhttp_t *p)
         return -1;
     c->start_ns = proxy_now_ns();
     c->req_done = c->resp_done = c->resp_started = 0;
+    c->deferred = c->retry_ok = c->was_held = c->from_peer = c->is_write = c->set_cookie = 0;
+    c->recent_write = 0;
+    c->attempts = 0;
+    c->excluded = 0;
     c->status = 0;
     c->route = ROUTE_LOCAL;
     return 0;
@@ -488,8 +530,123 @@ static int req_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static struct upstream *upstream_acquire(struct proxy_worker *w);
+static struct upstream *upstream_acquire(struct proxy_worker *w, struct upstream_target *t);
 static int upstream_send_request(struct client *c);
+static int route_and_dispatch(struct client *c);
+static int dispatch(struct client *c);
+static int hold_enter(struct client *c);
+
+static int64_t cfg_window(const struct proxy_worker *w)
+{
+    return w->px->cfg->consistency_window_ms;
+}
+
+/* Does a Cookie field carry leaseway_wrote=<unix ms> younger than the window? */
+static bool recent_write_cookie(const struct head *h, int64_t window_ms)
+{
+    static const char name[] = "leaseway_wrote=";
+    for (size_t i = 0; i < h->nf; i++) {
+        if (!proxy_head_name_is(h, i, "cookie"))
+            continue;
+        const char *v = head_val(h, i), *end = v + h->f[i].val_len;
+        for (const char *p = v; p + sizeof(name) - 1 <= end; p++) {
+            if (memcmp(p, name, sizeof(name) - 1) != 0 || (p != v && p[-1] != ' ' && p[-1] != ';'))
+                continue;
+            int64_t ms = 0;
+            for (p += sizeof(name) - 1; p < end && *p >= '0' && *p <= '9'; p++)
+                ms = ms * 10 + (*p - '0');
+            int64_t age = wall_ms() - ms;
+            return age >= 0 && age < window_ms;
+        }
+    }
+    return false;
+}
+
+/* The pooled target for the current primary's proxy (NULL: not usable). */
+static struct upstream_target *peer_target(struct proxy_worker *w)
+{
+    const struct cluster_snapshot *s = &w->snap;
+    if (!s->primary_known || !s->primary_addr_len || s->primary_tls)
+        return NULL;
+    struct upstream_target *free_slot = NULL, *oldest = NULL;
+    for (size_t i = 0; i < PROXY_MAX_PEERS; i++) {
+        struct upstream_target *t = &w->peers[i];
+        if (t->addr_len && strcmp(t->name, s->primary_url) == 0 && t->addr_len == s->primary_addr_len &&
+            memcmp(&t->addr, &s->primary_addr, t->addr_len) == 0) {
+            t->last_used_ms = proxy_now_ms();
+            return t;
+        }
+        if (!t->addr_len && !free_slot)
+            free_slot = t;
+        if (t->addr_len && (!oldest || t->last_used_ms < oldest->last_used_ms))
+            oldest = t;
+    }
+    struct upstream_target *t = free_slot ? free_slot : oldest;
+    while (t->pool)
+        proxy_upstream_close(t->pool); /* an old primary's idle connections */
+    memcpy(&t->addr, &s->primary_addr, s->primary_addr_len);
+    t->addr_len = s->primary_addr_len;
+    snprintf(t->name, sizeof(t->name), "%s", s->primary_url);
+    t->peer = true;
+    t->last_used_ms = proxy_now_ms();
+    return t;
+}
+
+static uint64_t id_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h | 1; /* never 0: 0 means "nothing excluded" */
+}
+
+/*
+ * Wait for a (different) primary, SPEC §2 step 8. Only whole requests wait:
+ * the body is buffered, so nothing of it has reached any app.
+ */
+static int hold_enter(struct client *c)
+{
+    struct proxy_worker *w = c->w;
+    if (c->timer.list == TL_HOLD)
+        return 0;
+    if (w->nheld >= PROXY_HOLD_MAX)
+        return -1;
+    c->was_held = 1;
+    w->nheld++;
+    proxy_timer_set(w, &c->timer, TL_HOLD);
+    client_set_state(c, CS_WAIT);
+    return 0;
+}
+
+/* Held writes: route them again against the newest snapshot (on change, and on every tick). */
+void proxy_conn_retry_held(struct proxy_worker *w)
+{
+    struct tnode *head = &w->tl[TL_HOLD].head;
+    if (head->next == head)
+        return;
+    route_snapshot_refresh(&w->snap);
+    /* entries that stay are moved behind the marker; stop when we reach it */
+    struct tnode *last = head->prev;
+    for (;;) {
+        struct tnode *t = head->next;
+        if (t == head)
+            break;
+        struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
+        bool stop = t == last;
+        int64_t deadline = t->deadline_ms;
+        bool excluded = c->excluded && w->snap.primary_known && id_hash(w->snap.primary_id) == c->excluded;
+        hold_leave(c);
+        if (excluded || route_and_dispatch(c) != 0 || c->dead || c->timer.list == TL_HOLD) {
+            if (!c->dead && c->state != CS_CLOSING && !c->up) {
+                /* still waiting: back in line with its first deadline */
+                if (hold_enter(c) == 0)
+                    c->timer.deadline_ms = deadline;
+            }
+        }
+        if (stop)
+            break;
+    }
+}
 
 static int req_headers_complete(llhttp_t *p)
 {
@@ -520,35 +677,6 @@ static int req_headers_complete(llhttp_t *p)
         return HPE_USER;
     }
 
-    route_snapshot_refresh(&w->snap);
-    const char *method = llhttp_method_name(p->method);
-    struct route_request rreq = {
-        .method = method,
-        .method_len = strlen(method),
-        .path = facts.path,
-        .path_len = facts.path_len,
-    };
-    struct route_decision d = route_decide(&w->px->rules, &rreq, &w->snap, proxy_now_ms());
-    c->route = d.action;
-    switch (d.action) {
-    case ROUTE_LOCAL:
-    case ROUTE_PASSTHROUGH: break;
-    case ROUTE_GATED: {
-        char extra[ROUTE_REASON_MAX + 64], line[ROUTE_REASON_MAX + 32];
-        snprintf(extra, sizeof(extra), "Retry-After: 1\r\nLeaseway-Gate: %s\r\n",
-                 route_gate_str(w->snap.gate));
-        snprintf(line, sizeof(line), "gate %s: %s", route_gate_str(w->snap.gate),
-                 w->snap.gate_reason[0] ? w->snap.gate_reason : "not ready");
-        client_error(c, 503, line, extra);
-        return HPE_USER;
-    }
-    default: {
-        /* forwarding, replay and hold need a Consul lease (consul/); static mode never gets here */
-        client_error(c, 503, "no primary is known for this write", "Retry-After: 1\r\n");
-        return HPE_USER;
-    }
-    }
-
     if (p->flags & F_CHUNKED)
         c->req_framing = BODY_CHUNKED;
     else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
@@ -556,20 +684,151 @@ static int req_headers_complete(llhttp_t *p)
     else
         c->req_framing = BODY_NONE;
 
-    c->up = upstream_acquire(w);
-    if (!c->up) {
+    /* a request forwarded by another leaseway: authenticate it before anything else */
+    int fb = proxy_head_find(h, "leaseway-forwarded-by");
+    if (fb >= 0) {
+        int tok = proxy_head_find(h, "leaseway-peer-auth");
+        if (proxy_peer_verify(w->px, head_val(h, (size_t)fb), h->f[fb].val_len,
+                              tok >= 0 ? head_val(h, (size_t)tok) : NULL, tok >= 0 ? h->f[tok].val_len : 0,
+                              (int64_t)time(NULL)) < 0) {
+            proxy_log_warn("forwarded request with a bad peer token", "client=%s", c->ip);
+            client_error(c, 403, "forwarded request: missing or invalid Leaseway-Peer-Auth", NULL);
+            return HPE_USER;
+        }
+        c->from_peer = 1;
+    }
+    c->recent_write = cfg_window(w) > 0 && recent_write_cookie(h, cfg_window(w));
+    route_snapshot_refresh(&w->snap);
+    return route_and_dispatch(c);
+}
+
+/* The request head is in: decide where it goes (SPEC §2) and start it on its way. */
+static int route_and_dispatch(struct client *c)
+{
+    struct proxy_worker *w = c->w;
+    llhttp_t *p = &c->parser;
+    struct head *h = c->head;
+    const char *method = llhttp_method_name(p->method);
+    const char *url = h->buf + h->url_off;
+    const char *q = memchr(url, '?', h->url_len);
+    struct route_request rreq = {
+        .method = method,
+        .method_len = strlen(method),
+        .path = url,
+        .path_len = q ? (size_t)(q - url) : h->url_len,
+        .from_peer = c->from_peer,
+        .recent_write = c->recent_write,
+    };
+    struct route_decision d = route_decide(&w->px->rules, &rreq, &w->snap, proxy_now_ms());
+    c->route = d.action;
+    c->is_write = d.is_write;
+    c->set_cookie = d.is_write && !c->from_peer && cfg_window(w) > 0 && d.action != ROUTE_PASSTHROUGH;
+    switch (d.action) {
+    case ROUTE_LOCAL:
+    case ROUTE_PASSTHROUGH: return dispatch(c);
+    case ROUTE_GATED: {
+        char extra[ROUTE_REASON_MAX + 64], line[ROUTE_REASON_MAX + 32];
+        snprintf(extra, sizeof(extra), "Retry-After: 1\r\nLeaseway-Gate: %s\r\n",
+                 route_gate_str(w->snap.gate));
+        snprintf(line, sizeof(line), "gate %s: %s", route_gate_str(w->snap.gate),
+                 w->snap.gate_reason[0] ? w->snap.gate_reason : "not ready");
+        c->set_cookie = 0;
+        client_error(c, 503, line, extra);
+        return HPE_USER;
+    }
+    case ROUTE_MISDIRECTED:
+        c->set_cookie = 0;
+        client_error(c, 421, "this instance is not the primary", NULL);
+        return HPE_USER;
+    case ROUTE_REPLAY: {
+        /* fly-replay: Fly's edge replays the original request to the primary; no body is read */
+        char extra[ROUTE_ID_MAX + 64];
+        snprintf(extra, sizeof(extra), "fly-replay: instance=%s\r\n", w->snap.primary_id);
+        c->set_cookie = 0;
+        client_error(c, 409, NULL, extra);
+        return HPE_USER;
+    }
+    case ROUTE_FORWARD:
+    case ROUTE_HOLD:
+        if (c->upgrade_req) {
+            /* an upgrade has no body to hold: tunnel to the primary now, or refuse */
+            if (d.action == ROUTE_HOLD) {
+                client_error(c, 503, "no primary is known", "Retry-After: 1\r\n");
+                return HPE_USER;
+            }
+            return dispatch(c);
+        }
+        if (c->req_framing == BODY_LENGTH && p->content_length > PROXY_HOLD_BODY_MAX) {
+            if (d.action == ROUTE_HOLD) {
+                client_error(c, 503, "no primary is known (bodies over 1 MiB are not held)",
+                             "Retry-After: 1\r\n");
+                return HPE_USER;
+            }
+            return dispatch(c); /* streamed as it comes: no retry possible */
+        }
+        if (c->req_done) /* re-routed after a hold: the body is complete */
+            return d.action == ROUTE_HOLD ? hold_enter(c) : dispatch(c);
+        /* buffer the body (at most 1 MiB) so the request can wait or be sent again */
+        c->deferred = 1;
+        if (!c->body && !(c->body = evbuffer_new())) {
+            client_error(c, 500, "out of memory", NULL);
+            return HPE_USER;
+        }
+        client_set_state(c, CS_BODY);
+        if (c->req_framing != BODY_NONE)
+            proxy_timer_set(w, &c->timer, TL_SEND);
+        return 0;
+    default: client_error(c, 500, "unexpected route", NULL); return HPE_USER;
+    }
+}
+
+/*
+ * Send the request where its route points: the local app, or the primary's
+ * proxy. The head is (re)built from c->head; a buffered body is added by
+ * reference, so it is still there to send again after a 421.
+ */
+static int dispatch(struct client *c)
+{
+    struct proxy_worker *w = c->w;
+    struct upstream_target *t = &w->app;
+    if (c->route == ROUTE_FORWARD) {
+        t = peer_target(w);
+        if (!t) {
+            client_error(c, 502,
+                         "the primary's advertised URL cannot be used (https peers are not supported yet)",
+                         NULL);
+            return HPE_USER;
+        }
+        c->attempts++;
+    }
+    struct upstream *u = upstream_acquire(w, t);
+    if (!u) {
+        if (c->route == ROUTE_FORWARD && c->req_done && c->retry_ok) {
+            /* the primary cannot be reached, so it saw nothing: wait for the next one */
+            c->excluded = id_hash(w->snap.primary_id);
+            if (hold_enter(c) == 0)
+                return 0;
+        }
         client_error(c, 502, err_upstream_connect, NULL);
         return HPE_USER;
     }
-    c->up->c = c;
-    if (upstream_send_request(c) < 0) {
+    c->up = u;
+    u->c = c;
+    if (upstream_send_request(c) < 0 ||
+        (c->body && evbuffer_get_length(c->body) && evbuffer_add_buffer_reference(u->out, c->body) < 0)) {
         client_error(c, 500, "out of memory", NULL);
         return HPE_USER;
     }
-    client_set_state(c, CS_BODY);
-    /* a slow body sender is timed like a slow reader */
-    if (c->req_framing != BODY_NONE)
-        proxy_timer_set(w, &c->timer, TL_SEND);
+    c->deferred = 0;
+    if (c->req_done) {
+        client_set_state(c, c->upgrade_req ? CS_TUNNEL : CS_WAIT);
+    } else {
+        client_set_state(c, c->upgrade_req ? CS_TUNNEL : CS_BODY);
+        /* a slow body sender is timed like a slow reader */
+        if (c->req_framing != BODY_NONE && c->timer.list != TL_SEND)
+            proxy_timer_set(w, &c->timer, TL_SEND);
+    }
+    upstream_flush(u);
     return 0;
 }
 
@@ -578,32 +837,57 @@ static int upstream_send_request(struct client *c)
     struct upstream *u = c->up;
     llhttp_t *p = &c->parser;
     const char *method = llhttp_method_name(p->method);
+    struct proxy_worker *w = c->w;
     struct req_rewrite rw = {
         .method = method,
         .method_len = strlen(method),
         .client_ip = c->ip,
-        .primary_id = c->w->snap.primary_known ? c->w->snap.primary_id : NULL,
-        .host_fallback = c->w->px->target_hostport,
+        .from_peer = c->from_peer && w->px->peer_secret, /* only a proven peer keeps X-Forwarded-For as is */
+        .primary_id = w->snap.primary_known ? w->snap.primary_id : NULL,
+        .host_fallback = w->px->target_hostport,
         .chunked = c->req_framing == BODY_CHUNKED,
         .upgrade = c->upgrade_req,
         .passthrough = c->route == ROUTE_PASSTHROUGH,
     };
+    if (c->route == ROUTE_FORWARD) {
+        rw.forwarded_by = w->px->cfg->instance;
+        int64_t now_s = (int64_t)time(NULL);
+        if (w->px->peer_secret && w->peer_token_sec != now_s) {
+            if (!proxy_peer_token(w->px, w->px->cfg->instance, now_s, w->peer_token, sizeof(w->peer_token)))
+                return -1;
+            w->peer_token_sec = now_s;
+        }
+        rw.peer_token = w->px->peer_secret ? w->peer_token : NULL;
+    }
     return proxy_http_write_request(u->out, c->head, &rw);
 }
 
 static int req_body(llhttp_t *p, const char *at, size_t len)
 {
     struct client *c = p->data;
-    struct upstream *u = c->up;
-    if (!u)
+    struct evbuffer *to = c->deferred ? c->body : c->up ? c->up->out : NULL;
+    if (!to)
         return HPE_USER;
     if (c->req_framing == BODY_CHUNKED) {
         char sz[24];
-        evbuffer_add(u->out, sz, proxy_http_chunk_header(sz, len));
-        evbuffer_add(u->out, at, len);
-        evbuffer_add(u->out, "\r\n", 2);
+        evbuffer_add(to, sz, proxy_http_chunk_header(sz, len));
+        evbuffer_add(to, at, len);
+        evbuffer_add(to, "\r\n", 2);
     } else {
-        evbuffer_add(u->out, at, len);
+        evbuffer_add(to, at, len);
+    }
+    if (c->deferred && evbuffer_get_length(c->body) > PROXY_HOLD_BODY_MAX) {
+        /* too big to keep: stream it if a primary is known, else give up now */
+        if (c->route != ROUTE_FORWARD) {
+            client_error(c, 503, "no primary is known (bodies over 1 MiB are not held)",
+                         "Retry-After: 1\r\n");
+            return HPE_USER;
+        }
+        if (dispatch(c) != 0)
+            return HPE_USER;
+        /* the buffered part went out by reference; drop our hold on it, the rest streams */
+        evbuffer_free(c->body);
+        c->body = NULL;
     }
     if (c->timer.list == TL_SEND)
         proxy_timer_set(c->w, &c->timer, TL_SEND);
@@ -613,11 +897,24 @@ static int req_body(llhttp_t *p, const char *at, size_t len)
 static int req_message_complete(llhttp_t *p)
 {
     struct client *c = p->data;
-    if (c->up && c->req_framing == BODY_CHUNKED)
-        evbuffer_add(c->up->out, "0\r\n\r\n", 5);
+    struct evbuffer *to = c->deferred ? c->body : c->up ? c->up->out : NULL;
+    if (to && c->req_framing == BODY_CHUNKED)
+        evbuffer_add(to, "0\r\n\r\n", 5);
     c->req_done = 1;
     if (c->timer.list == TL_SEND)
         proxy_timer_clear(&c->timer);
+    if (c->deferred) {
+        /* the whole write is buffered: send it, or wait for a primary */
+        c->retry_ok = 1;
+        int rc = c->route == ROUTE_HOLD ? hold_enter(c) : dispatch(c);
+        if (c->dead || c->state == CS_CLOSING)
+            return HPE_USER;
+        if (rc != 0) {
+            client_error(c, 503, "too many writes are waiting for a primary", "Retry-After: 1\r\n");
+            return HPE_USER;
+        }
+        return HPE_PAUSED;
+    }
     client_set_state(c, c->upgrade_req ? CS_TUNNEL : CS_WAIT);
     /* stop here: the next pipelined request waits for this response */
     return llhttp_get_upgrade(p) ? 0 : HPE_PAUSED;
@@ -625,10 +922,9 @@ static int req_message_complete(llhttp_t *p)
 
 /* ---- upstream side ---- */
 
-static struct upstream *upstream_new(struct proxy_worker *w)
+static struct upstream *upstream_new(struct proxy_worker *w, struct upstream_target *t)
 {
-    struct proxy *px = w->px;
-    int fd = socket(px->target_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return NULL;
     set_nodelay(fd);
@@ -640,12 +936,12 @@ static struct upstream *upstream_new(struct proxy_worker *w)
     }
     u->fd = fd;
     u->w = w;
+    u->target = t;
     llhttp_init(&u->parser, HTTP_RESPONSE, &resp_settings);
     u->parser.data = u;
-    int rc = connect(fd, (struct sockaddr *)&px->target_addr, px->target_len);
+    int rc = connect(fd, (struct sockaddr *)&t->addr, t->addr_len);
     if (rc < 0 && errno != EINPROGRESS) {
-        proxy_log_debug("upstream connect failed", "target=%s err=\"%s\"", px->target_hostport,
-                        strerror(errno));
+        proxy_log_debug("upstream connect failed", "target=%s err=\"%s\"", t->name, strerror(errno));
         evbuffer_free(u->out);
         free(u);
         close(fd);
@@ -668,33 +964,33 @@ static struct upstream *upstream_new(struct proxy_worker *w)
 
 static void pool_remove(struct upstream *u)
 {
-    struct proxy_worker *w = u->w;
+    struct upstream_target *t = u->target;
     if (!u->pooled)
         return;
     if (u->pool_prev)
         u->pool_prev->pool_next = u->pool_next;
     else
-        w->pool = u->pool_next;
+        t->pool = u->pool_next;
     if (u->pool_next)
         u->pool_next->pool_prev = u->pool_prev;
     u->pool_prev = u->pool_next = NULL;
     u->pooled = 0;
-    w->npool--;
+    t->npool--;
 }
 
-static struct upstream *upstream_acquire(struct proxy_worker *w)
+static struct upstream *upstream_acquire(struct proxy_worker *w, struct upstream_target *t)
 {
-    struct upstream *u = w->pool;
+    struct upstream *u = t->pool;
     if (u) {
         pool_remove(u);
         proxy_timer_clear(&u->timer);
         u->reused = 1;
-        u->got_bytes = u->final_seen = 0;
+        u->got_bytes = u->final_seen = u->discard = 0;
         llhttp_init(&u->parser, HTTP_RESPONSE, &resp_settings);
         u->parser.data = u;
         return u;
     }
-    return upstream_new(w);
+    return upstream_new(w, t);
 }
 
 void proxy_upstream_close(struct upstream *u)
@@ -729,13 +1025,14 @@ static void upstream_release(struct upstream *u, bool reusable)
         proxy_upstream_close(u);
         return;
     }
+    struct upstream_target *t = u->target;
     u->pooled = 1;
     u->pool_prev = NULL;
-    u->pool_next = w->pool;
-    if (w->pool)
-        w->pool->pool_prev = u;
-    w->pool = u;
-    w->npool++;
+    u->pool_next = t->pool;
+    if (t->pool)
+        t->pool->pool_prev = u;
+    t->pool = u;
+    t->npool++;
     proxy_timer_set(w, &u->timer, TL_POOL);
 }
 
@@ -743,10 +1040,18 @@ static void upstream_release(struct upstream *u, bool reusable)
 static void upstream_fail(struct upstream *u, const char *why)
 {
     struct client *c = u->c;
+    /* refused or timed out while connecting: the request never left this process */
+    bool never_sent = u->connecting;
     proxy_metrics_add(&u->w->metrics.upstream_errors, 1);
     proxy_upstream_close(u);
     if (!c || c->dead)
         return;
+    if (c->route == ROUTE_FORWARD && c->retry_ok && c->req_done && never_sent && !c->resp_started) {
+        /* the primary could not be reached, so it saw nothing: wait for the next primary */
+        c->excluded = c->w->snap.primary_known ? id_hash(c->w->snap.primary_id) : 0;
+        if (hold_enter(c) == 0)
+            return;
+    }
     int status = why == err_upstream_timeout ? 504 : 502;
     proxy_log_info("upstream error", "status=%d reason=\"%s\"", status, why);
     client_error(c, status, why, NULL);
@@ -770,8 +1075,8 @@ static void upstream_flush(struct upstream *u)
     struct client *c = u->c;
     if (!c)
         return;
-    /* the app is due an answer (or a tunnel is open): time its silence */
-    if (!u->tunnel && u->timer.list != TL_UPSTREAM)
+    /* once the whole request is out, the app is due an answer: time its silence */
+    if (!u->tunnel && c->req_done && u->timer.list != TL_UPSTREAM)
         proxy_timer_set(u->w, &u->timer, TL_UPSTREAM);
     if (c->read_blocked && evbuffer_get_length(u->out) < PROXY_HIGH_WATER / 2)
         client_resume(c);
@@ -895,6 +1200,14 @@ static void upstream_read(struct upstream *u)
                         return;
                 } else if (e == HPE_PAUSED) {
                     /* response complete; anything after it is the app's error, not ours to relay */
+                    if (u->discard) {
+                        /* 421 or gate-closed from the primary: wait for another, send again */
+                        c->up = NULL;
+                        upstream_release(u, c->req_done);
+                        if (hold_enter(c) < 0)
+                            client_error(c, 503, "no primary is ready for this write", "Retry-After: 1\r\n");
+                        return;
+                    }
                     if (c->req_done) {
                         exchange_done(c);
                     } else {
@@ -917,8 +1230,8 @@ static void upstream_read(struct upstream *u)
             client_flush(c);
             if (c->dead || u->dead)
                 return;
-            if ((size_t)n < sizeof(w->rbuf) && !u->rdhup)
-                return; /* the FIN, if any, comes with its own edge */
+            if ((size_t)n < sizeof(w->rbuf) && !u->rdhup && !u->tunnel)
+                return; /* a FIN comes flagged (EV_CLOSED): see client_read for resets */
             continue;
         }
         if (n == 0) {
@@ -1002,6 +1315,19 @@ static int resp_headers_complete(llhttp_t *p)
         return proxy_http_write_response(out, u->head, &rw) < 0 ? -1 : 0;
     }
     u->final_seen = 1;
+    if (c->route == ROUTE_FORWARD && c->retry_ok &&
+        (status == 421 || (status == 503 && proxy_head_find(u->head, "leaseway-gate") >= 0))) {
+        /*
+         * Not an answer for the client: the primary moved (421: it touched no app) or is
+         * not ready yet (gate closed). Retry a 421 once, and hold through a closed gate.
+         */
+        if (status == 503 || c->attempts < 2) {
+            u->discard = 1;
+            if (status == 421)
+                c->excluded = c->w->snap.primary_known ? id_hash(c->w->snap.primary_id) : 0;
+            return c->head_req ? 1 : 0;
+        }
+    }
     bool no_body = c->head_req || status == 204 || status == 304;
     if (no_body)
         rw.framing = BODY_NONE;
@@ -1027,6 +1353,8 @@ static int resp_body(llhttp_t *p, const char *at, size_t len)
     struct client *c = u->c;
     if (!c)
         return -1;
+    if (u->discard)
+        return 0;
     if (c->resp_framing == BODY_CHUNKED) {
         char sz[24];
         evbuffer_add(c->out, sz, proxy_http_chunk_header(sz, len));
@@ -1048,6 +1376,8 @@ static int resp_message_complete(llhttp_t *p)
         return 0; /* an interim response: the final one follows */
     if (c->status == 101)
         return 0; /* llhttp returns HPE_PAUSED_UPGRADE */
+    if (u->discard)
+        return HPE_PAUSED;
     if (c->resp_framing == BODY_CHUNKED)
         evbuffer_add(c->out, "0\r\n\r\n", 5);
     c->resp_done = 1;
@@ -1064,8 +1394,12 @@ static void exchange_done(struct client *c)
     struct proxy_worker *w = c->w;
     struct upstream *u = c->up;
     if (c->start_ns)
-        proxy_metrics_request(&w->metrics, c->route, c->status, proxy_now_ns() - c->start_ns);
+        proxy_metrics_request(&w->metrics, metrics_route(c), c->status, proxy_now_ns() - c->start_ns);
     c->start_ns = 0;
+    if (c->body) {
+        evbuffer_free(c->body);
+        c->body = NULL;
+    }
     if (u) {
         c->up = NULL;
         upstream_release(u, c->req_done && c->resp_done);
@@ -1124,6 +1458,12 @@ void proxy_timer_expired(struct tnode *t)
         struct upstream *u = (struct upstream *)((char *)t - offsetof(struct upstream, timer));
         proxy_timer_clear(t);
         upstream_fail(u, err_upstream_timeout);
+        break;
+    }
+    case TL_HOLD: {
+        struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
+        hold_leave(c);
+        client_error(c, 503, "no primary became available within --hold-timeout", "Retry-After: 1\r\n");
         break;
     }
     case TL_POOL: {

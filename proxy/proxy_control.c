@@ -3,7 +3,9 @@
  * the lease (static, or consul/ on this thread's event loop) and the admin
  * listener, composes the cluster snapshot from them and publishes it to the
  * workers. Shutdown (SPEC §7): close the gate, stop accepting, let in-flight
- * requests finish within --drain-timeout, release the lease, exit 0.
+ * requests (and a running --migrate-command) finish within --drain-timeout,
+ * release the lease, stop the supervised app if any, exit 0 (or with the
+ * app's code). health/ owns the gate's conditions and the app.
  */
 #include "proxy/proxy_control.h"
 
@@ -18,7 +20,7 @@
 #include <unistd.h>
 
 #include "consul/consul.h"
-#include "health/health_gate.h"
+#include "health/health.h"
 #include "proxy/proxy_admin.h"
 #include "proxy/proxy_log.h"
 #include "routing/route_snapshot.h"
@@ -36,11 +38,13 @@ struct control {
     struct proxy_config cfg;
     struct event_base *base;
     struct proxy_admin admin;
-    struct health_gate gate;
+    struct health *health;
     struct consul_agent *consul;
     struct consul_state lease; /* last word from consul/ (or the static lease) */
     struct event *sig_term, *sig_int, *drain_check;
     enum control_phase phase;
+    int stop_sig;  /* the signal that started the shutdown: forwarded to the app */
+    int exit_code; /* the app's, when it exited by itself */
     int64_t drain_deadline_ms;
     enum route_gate last_gate;
     char last_gate_reason[ROUTE_REASON_MAX];
@@ -71,7 +75,7 @@ static void publish(struct control *ctl)
 {
     struct cluster_snapshot s;
     memset(&s, 0, sizeof(s));
-    s.gate = health_gate_state(&ctl->gate, s.gate_reason, sizeof(s.gate_reason));
+    s.gate = health_state(ctl->health, s.gate_reason, sizeof(s.gate_reason));
     s.role = ctl->lease.role;
     s.primary_known = ctl->lease.primary_known;
     snprintf(s.primary_id, sizeof(s.primary_id), "%s", ctl->lease.primary_id);
@@ -82,7 +86,11 @@ static void publish(struct control *ctl)
     s.consul_reachable = ctl->lease.reachable;
     s.consul_known_leader = ctl->lease.known_leader;
     s.consul_last_contact_ms = ctl->lease.last_contact_ms;
+    if (s.primary_known && s.role != ROUTE_ROLE_PRIMARY && s.primary_url[0] &&
+        proxy_resolve_url(s.primary_url, &s.primary_addr, &s.primary_addr_len, &s.primary_tls) < 0)
+        s.primary_addr_len = 0;
     route_snapshot_publish(&s);
+    proxy_workers_notify(&ctl->px);
 
     if (s.gate != ctl->last_gate || strcmp(s.gate_reason, ctl->last_gate_reason) != 0) {
         proxy_log_info("gate changed", "gate=%s reason=\"%s\"", route_gate_str(s.gate), s.gate_reason);
@@ -104,7 +112,13 @@ static void lease_changed(const struct consul_state *st, void *arg)
 {
     struct control *ctl = arg;
     ctl->lease = *st;
+    health_set_role(ctl->health, st->role);
     publish(ctl);
+}
+
+static void health_changed(void *arg)
+{
+    publish(arg);
 }
 
 /* --lease static: self, or the --static-primary ID=URL. */
@@ -156,9 +170,16 @@ static void finish(struct control *ctl)
     event_base_loopexit(ctl->base, NULL);
 }
 
-static void consul_released(void *arg)
+static void app_stopped(void *arg)
 {
     finish(arg);
+}
+
+/* The lease is given away: stop the app (if supervised), then leave. */
+static void consul_released(void *arg)
+{
+    struct control *ctl = arg;
+    health_stop_app(ctl->health, ctl->stop_sig ? ctl->stop_sig : SIGTERM, app_stopped, ctl);
 }
 
 /* Workers are done (or out of time): give the lease away, then leave. */
@@ -171,7 +192,7 @@ static void release(struct control *ctl)
     if (ctl->consul)
         consul_agent_shutdown(ctl->consul, consul_released, ctl);
     else
-        finish(ctl);
+        consul_released(ctl);
 }
 
 static bool workers_idle(struct control *ctl)
@@ -189,16 +210,32 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (ctl->phase != PHASE_DRAINING)
         return;
-    bool idle = workers_idle(ctl);
+    bool idle = workers_idle(ctl) && !health_busy(ctl->health);
     if (idle || proxy_now_ms() >= ctl->drain_deadline_ms) {
         if (!idle)
-            proxy_log_warn("drain timeout: closing remaining connections", "drain_timeout_ms=%lld",
-                           (long long)ctl->cfg.drain_timeout_ms);
+            proxy_log_warn("drain timeout: closing remaining connections",
+                           "drain_timeout_ms=%lld migrate_running=%d", (long long)ctl->cfg.drain_timeout_ms,
+                           health_busy(ctl->health));
         else
             proxy_log_info("drained", "%s", "");
         event_del(ctl->drain_check);
         release(ctl);
     }
+}
+
+/* Close the gate and drain; drain_check() releases the lease when done. */
+static void shut_down(struct control *ctl, const char *why)
+{
+    proxy_log_info("shutting down", "cause=%s drain_timeout_ms=%lld", why,
+                   (long long)ctl->cfg.drain_timeout_ms);
+    set_phase(ctl, PHASE_DRAINING);
+    health_drain(ctl->health);
+    publish(ctl);
+    atomic_store(&ctl->px.draining, 1);
+    proxy_workers_drain(&ctl->px);
+    ctl->drain_deadline_ms = proxy_now_ms() + ctl->cfg.drain_timeout_ms;
+    struct timeval tv = {0, 50 * 1000};
+    event_add(ctl->drain_check, &tv);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -212,16 +249,53 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         }
         return;
     }
-    proxy_log_info("shutting down", "signal=%s drain_timeout_ms=%lld", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                   (long long)ctl->cfg.drain_timeout_ms);
-    set_phase(ctl, PHASE_DRAINING);
-    ctl->gate.draining = true;
-    publish(ctl);
-    atomic_store(&ctl->px.draining, 1);
-    proxy_workers_drain(&ctl->px);
-    ctl->drain_deadline_ms = proxy_now_ms() + ctl->cfg.drain_timeout_ms;
-    struct timeval tv = {0, 50 * 1000};
-    event_add(ctl->drain_check, &tv);
+    ctl->stop_sig = (int)sig;
+    shut_down(ctl, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* The supervised app exited by itself: leaseway follows it out, with its code. */
+static void app_exited(void *arg, int exit_code)
+{
+    struct control *ctl = arg;
+    ctl->exit_code = exit_code;
+    if (ctl->phase == PHASE_RUNNING)
+        shut_down(ctl, "app-exited");
+}
+
+static void add_pending(void *arg, const char *name)
+{
+    json_array_append_new(arg, json_string(name));
+}
+
+static void migrations(void *arg, json_int_t *applied, json_t *pending)
+{
+    struct control *ctl = arg;
+    size_t n = 0;
+    health_migrations(ctl->health, &n, add_pending, pending);
+    *applied = (json_int_t)n;
+}
+
+/* health/ from the configuration; prints why and returns -1 when it is wrong. */
+static int setup_health(struct control *ctl)
+{
+    struct proxy_config *cfg = &ctl->cfg;
+    struct health_config hc = {
+        .migrations = cfg->migrations,
+        .migrate_command = cfg->migrate_command,
+        .upstream_health = cfg->upstream_health,
+        .target = cfg->target,
+        .app_argv = cfg->app_argv,
+        .app_argc = cfg->app_argc,
+        .app_stop_timeout_ms = cfg->drain_timeout_ms,
+    };
+    char err[512];
+    ctl->health = health_new(ctl->base, &hc, health_changed, app_exited, ctl, err, sizeof(err));
+    if (!ctl->health) {
+        fprintf(stderr, "leaseway: %s\n", err);
+        return -1;
+    }
+    health_set_role(ctl->health, ctl->lease.role);
+    return 0;
 }
 
 static struct consul_agent *start_consul(struct control *ctl)
@@ -302,6 +376,7 @@ int proxy_run(int argc, char **argv)
     ctl->admin.cb_arg = ctl;
     ctl->admin.handoff_cb = handoff;
     ctl->admin.consul_errors_cb = consul_errors;
+    ctl->admin.migrations_cb = migrations;
     snprintf(ctl->px.target_hostport, sizeof(ctl->px.target_hostport), "%s", ctl->cfg.target);
     if (proxy_parse_addr(ctl->cfg.listen, &ctl->px.listen_addr, &ctl->px.listen_len) < 0) {
         fprintf(stderr, "leaseway: --listen \"%s\": not an address I can listen on\n", ctl->cfg.listen);
@@ -311,6 +386,8 @@ int proxy_run(int argc, char **argv)
         fprintf(stderr, "leaseway: --target \"%s\": cannot resolve\n", ctl->cfg.target);
         goto out_cfg;
     }
+    if (ctl->cfg.peer_secret_file && proxy_load_peer_secret(&ctl->px, ctl->cfg.peer_secret_file) < 0)
+        goto out_rules;
     if (setup_rules(ctl) < 0)
         goto out_rules;
     if (!strcmp(ctl->cfg.lease, "static") && static_lease(ctl) < 0)
@@ -329,6 +406,8 @@ int proxy_run(int argc, char **argv)
     event_config_free(ec);
     if (!ctl->base)
         goto out_rules;
+    if (setup_health(ctl) < 0)
+        goto out_base;
     publish(ctl);
 
     if (proxy_workers_start(&ctl->px) < 0) {
@@ -354,6 +433,10 @@ int proxy_run(int argc, char **argv)
         evsignal_add(ctl->sig_int, NULL) < 0) {
         fprintf(stderr, "leaseway: cannot set up signal handling\n");
         release(ctl);
+    } else if (health_start(ctl->health) < 0) {
+        fprintf(stderr, "leaseway: cannot start the health probes\n");
+        ctl->exit_code = 1;
+        release(ctl);
     }
     proxy_log_info("listening", "listen=%s target=%s admin=%s workers=%zu instance=%s lease=%s version=%s",
                    ctl->cfg.listen, ctl->cfg.target, ctl->cfg.admin, ctl->px.nworkers, ctl->cfg.instance,
@@ -366,8 +449,8 @@ int proxy_run(int argc, char **argv)
     proxy_admin_stop(&ctl->admin);
     if (ctl->consul)
         consul_agent_free(ctl->consul);
-    rc = 0;
-    proxy_log_info("stopped", "%s", "");
+    rc = ctl->exit_code ? ctl->exit_code : health_app_exit_code(ctl->health);
+    proxy_log_info("stopped", "exit_code=%d", rc);
     if (ctl->sig_term)
         event_free(ctl->sig_term);
     if (ctl->sig_int)
@@ -375,9 +458,11 @@ int proxy_run(int argc, char **argv)
     if (ctl->drain_check)
         event_free(ctl->drain_check);
 out_base:
+    health_free(ctl->health);
     event_base_free(ctl->base);
 out_rules:
     route_rules_free(&ctl->px.rules);
+    free(ctl->px.peer_secret);
 out_cfg:
     proxy_config_free(&ctl->cfg);
     free(ctl);

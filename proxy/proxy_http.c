@@ -363,8 +363,9 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
     struct evbuffer_iovec iov;
     struct writer wr;
     /* worst case: every field + separators, the request line, our own fields */
-    size_t size = h->len + h->nf * 4 + rw->method_len + 512 + slen(rw->client_ip) + slen(rw->primary_id) +
-                  slen(rw->host_fallback) + h->len; /* X-Forwarded-Host may repeat Host */
+    size_t size = h->len + h->nf * 4 + rw->method_len + 640 + slen(rw->client_ip) + slen(rw->primary_id) +
+                  slen(rw->host_fallback) + slen(rw->forwarded_by) + slen(rw->peer_token) +
+                  h->len; /* X-Forwarded-Host may repeat Host */
     if (writer_begin(out, &wr, &iov, size) < 0)
         return -1;
     put(&wr, rw->method, rw->method_len);
@@ -373,8 +374,7 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
     PUT_LIT(&wr, " HTTP/1.1\r\n");
 
     const bool custom = has_custom_connection_tokens(h);
-    const char *xff = NULL;
-    size_t xff_len = 0;
+    int xff_first = -1, xff_count = 0;
     bool have_host = false, have_proto = false, have_fhost = false;
     int upgrade_i = -1, host_i = -1;
     for (size_t i = 0; i < h->nf; i++) {
@@ -397,9 +397,10 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
                 continue;
             if ((n[0] | 0x20) == 'x' && nl > 12 && starts_nocase(n, nl, "x-forwarded-")) {
                 if (eq_nocase(n, nl, "x-forwarded-for")) {
-                    /* several fields form one list (RFC 9110 §5.3); keep the last, as nginx does */
-                    xff = head_val(h, i);
-                    xff_len = h->f[i].val_len;
+                    /* several fields form one list (RFC 9110 §5.3): joined below, in order */
+                    if (xff_first < 0)
+                        xff_first = (int)i;
+                    xff_count++;
                     continue;
                 }
                 have_proto |= eq_nocase(n, nl, "x-forwarded-proto");
@@ -411,13 +412,24 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
     if (!have_host && rw->host_fallback)
         put_header(&wr, "Host: ", 6, rw->host_fallback);
     if (!rw->passthrough) {
-        PUT_LIT(&wr, "X-Forwarded-For: ");
-        if (xff) {
-            put(&wr, xff, xff_len);
-            PUT_LIT(&wr, ", ");
+        /* a proven peer already appended the client; anyone else is appended here */
+        if (xff_count || !rw->from_peer) {
+            PUT_LIT(&wr, "X-Forwarded-For: ");
+            int seen = 0;
+            for (size_t i = (size_t)(xff_first < 0 ? 0 : xff_first); seen < xff_count && i < h->nf; i++) {
+                if (!proxy_head_name_is(h, i, "x-forwarded-for"))
+                    continue;
+                if (seen++)
+                    PUT_LIT(&wr, ", ");
+                put(&wr, head_val(h, i), h->f[i].val_len);
+            }
+            if (!rw->from_peer) {
+                if (xff_count)
+                    PUT_LIT(&wr, ", ");
+                put_str(&wr, rw->client_ip);
+            }
+            PUT_LIT(&wr, "\r\n");
         }
-        put_str(&wr, rw->client_ip);
-        PUT_LIT(&wr, "\r\n");
         /* behind Fly's edge the previous hop already says https: keep what it said */
         if (!have_proto)
             PUT_LIT(&wr, "X-Forwarded-Proto: http\r\n");
@@ -428,6 +440,10 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
         }
         if (rw->primary_id)
             put_header(&wr, "Fly-Primary-Instance: ", 22, rw->primary_id);
+        if (rw->forwarded_by)
+            put_header(&wr, "Leaseway-Forwarded-By: ", 23, rw->forwarded_by);
+        if (rw->peer_token)
+            put_header(&wr, "Leaseway-Peer-Auth: ", 20, rw->peer_token);
     }
     if (rw->upgrade && upgrade_i >= 0) {
         PUT_LIT(&wr, "Connection: upgrade\r\n");
@@ -481,7 +497,7 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
     struct evbuffer_iovec iov;
     struct writer wr;
     const char *reason = proxy_http_reason(rw->status);
-    if (writer_begin(out, &wr, &iov, h->len + h->nf * 4 + 256 + our_headers_size(rw) + strlen(reason)) < 0)
+    if (writer_begin(out, &wr, &iov, h->len + h->nf * 4 + 416 + our_headers_size(rw) + strlen(reason)) < 0)
         return -1;
     if (h->reason_len)
         put_status_line(&wr, rw->status, h->buf + h->reason_off, h->reason_len);
@@ -512,6 +528,14 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
     }
     if (!rw->passthrough)
         put_our_headers(&wr, rw);
+    if (rw->cookie_ms > 0) {
+        /* SPEC §3: read-your-writes for this client for --consistency-window */
+        char line[160];
+        int n = snprintf(line, sizeof(line),
+                         "Set-Cookie: leaseway_wrote=%lld; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax\r\n",
+                         (long long)rw->cookie_ms, (long long)rw->cookie_max_age_s);
+        put(&wr, line, (size_t)n);
+    }
     if (rw->upgrade) {
         PUT_LIT(&wr, "Connection: upgrade\r\n");
         if (upgrade_i >= 0)

@@ -58,6 +58,9 @@ struct req_rewrite {
     bool chunked;              /* body is re-chunked */
     bool upgrade;              /* pass Connection: upgrade + Upgrade */
     bool passthrough;          /* only hop-by-hop handling, nothing added or removed */
+    bool from_peer;            /* forwarded by another leaseway: X-Forwarded-* are already right */
+    const char *forwarded_by;  /* to a peer: our instance ID (Leaseway-Forwarded-By) */
+    const char *peer_token;    /* to a peer: Leaseway-Peer-Auth, NULL without a secret */
 };
 
 /* Write the upstream request head to out. Returns 0 or -1 (allocation). */
@@ -74,6 +77,8 @@ struct resp_rewrite {
     const char *primary_id; /* NULL while unknown */
     const char *instance;
     const char *region; /* NULL or "" if unset */
+    int64_t cookie_ms;  /* > 0: Set-Cookie leaseway_wrote=<ms> (after a write) */
+    int64_t cookie_max_age_s;
 };
 
 __attribute__((warn_unused_result)) int proxy_http_write_response(struct evbuffer *out, const struct head *h,

@@ -186,8 +186,11 @@ static void close_all(struct proxy_worker *w)
 {
     while (w->clients)
         proxy_client_close(w->clients);
-    while (w->pool)
-        proxy_upstream_close(w->pool);
+    while (w->app.pool)
+        proxy_upstream_close(w->app.pool);
+    for (size_t i = 0; i < PROXY_MAX_PEERS; i++)
+        while (w->peers[i].pool)
+            proxy_upstream_close(w->peers[i].pool);
 }
 
 static void check_drained(struct proxy_worker *w)
@@ -198,6 +201,10 @@ static void check_drained(struct proxy_worker *w)
     }
 }
 
+/*
+ * The eventfd only wakes the worker (its counter adds up writes); what to do
+ * is in the proxy's atomic flags, read here.
+ */
 static void control(evutil_socket_t fd, short what, void *arg)
 {
     struct proxy_worker *w = arg;
@@ -205,9 +212,9 @@ static void control(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (read(fd, &v, sizeof(v)) != sizeof(v))
         return;
-    if (v >= 2)
+    if (atomic_load(&w->px->stopping))
         w->stopping = true;
-    if (!w->draining) {
+    if (atomic_load(&w->px->draining) && !w->draining) {
         w->draining = true;
         stop_listening(w);
         for (struct client *c = w->clients, *next; c; c = next) {
@@ -215,13 +222,17 @@ static void control(evutil_socket_t fd, short what, void *arg)
             proxy_client_drain(c);
         }
     }
-    check_drained(w);
+    if (w->draining || w->stopping)
+        check_drained(w);
+    else
+        proxy_conn_retry_held(w); /* a new snapshot: writes waiting for a primary may go on */
 }
 
 static void drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct proxy_worker *w = arg;
     tick(fd, what, arg);
+    proxy_conn_retry_held(w); /* a primary whose gate was closed may be ready now */
     if (w->draining) {
         /* connections that went idle since: close them */
         for (struct client *c = w->clients, *next; c; c = next) {
@@ -258,10 +269,17 @@ static int worker_init(struct proxy *px, struct proxy_worker *w, int id)
     if (!w->base)
         return -1;
     const int64_t timeouts[TL_COUNT] = {
-        [TL_HEADER] = cfg->header_timeout_ms,     [TL_IDLE] = cfg->idle_timeout_ms,
-        [TL_SEND] = cfg->upstream_timeout_ms,     [TL_CONNECT] = cfg->connect_timeout_ms,
-        [TL_UPSTREAM] = cfg->upstream_timeout_ms, [TL_POOL] = PROXY_POOL_IDLE_MS,
+        [TL_HEADER] = cfg->header_timeout_ms,
+        [TL_IDLE] = cfg->idle_timeout_ms,
+        [TL_SEND] = cfg->idle_timeout_ms,
+        [TL_CONNECT] = cfg->connect_timeout_ms,
+        [TL_UPSTREAM] = cfg->upstream_timeout_ms,
+        [TL_POOL] = PROXY_POOL_IDLE_MS,
+        [TL_HOLD] = cfg->hold_timeout_ms > 0 ? cfg->hold_timeout_ms : 1,
     };
+    memcpy(&w->app.addr, &px->target_addr, px->target_len);
+    w->app.addr_len = px->target_len;
+    snprintf(w->app.name, sizeof(w->app.name), "%s", px->target_hostport);
     for (int l = 0; l < TL_COUNT; l++) {
         w->tl[l].head.next = w->tl[l].head.prev = &w->tl[l].head;
         w->tl[l].timeout_ms = timeouts[l];
@@ -332,22 +350,31 @@ fail:
     return -1;
 }
 
-static void signal_workers(struct proxy *px, uint64_t v)
+static void wake_workers(struct proxy *px)
 {
+    uint64_t one = 1;
     for (size_t i = 0; i < px->nworkers; i++) {
-        ssize_t n = write(px->workers[i].ctl_fd, &v, sizeof(v));
+        ssize_t n = write(px->workers[i].ctl_fd, &one, sizeof(one));
         (void)n;
     }
 }
 
 void proxy_workers_drain(struct proxy *px)
 {
-    signal_workers(px, 1);
+    atomic_store(&px->draining, 1);
+    wake_workers(px);
 }
 
 void proxy_workers_stop(struct proxy *px)
 {
-    signal_workers(px, 2);
+    atomic_store(&px->stopping, 1);
+    wake_workers(px);
+}
+
+void proxy_workers_notify(struct proxy *px)
+{
+    if (px->workers)
+        wake_workers(px);
 }
 
 void proxy_workers_join(struct proxy *px)

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define ROUTE_ID_MAX     128
 #define ROUTE_URL_MAX    256
@@ -41,6 +42,10 @@ struct cluster_snapshot {
     bool primary_known;
     char primary_id[ROUTE_ID_MAX];   /* "" while unknown */
     char primary_url[ROUTE_URL_MAX]; /* advertised URL of the primary's proxy */
+    /* the primary's proxy, resolved by the control thread (workers never resolve names) */
+    struct sockaddr_storage primary_addr;
+    socklen_t primary_addr_len; /* 0: not resolved */
+    bool primary_tls;           /* https:// */
     int64_t primary_since_ms;        /* wall clock, ms */
     uint64_t lease_index;            /* ModifyIndex of the lease key (0: none) */
     /*

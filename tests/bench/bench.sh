@@ -1,0 +1,610 @@
+#!/usr/bin/env bash
+# leaseway hot-path benchmark: leaseway vs nginx vs HAProxy as a keep-alive
+# reverse proxy in front of one nginx upstream serving a 1 KiB file.
+#
+#   tests/bench/bench.sh [--record] [--strict] [--help]
+#
+# Measures, all on loopback:
+#   1. throughput: wrk -t1 -c64 --latency, ROUNDS interleaved rounds of
+#      direct (wrk -> upstream), nginx, haproxy, leaseway. Upstream and proxy
+#      share CPU 0, wrk runs on CPU 1. Bars: leaseway >= 1.10x nginx and
+#      >= 1.20x HAProxy in every round.
+#   2. user-space instructions per proxied request (callgrind, Ir):
+#      (Ir(N requests) - Ir(0 requests)) / N, client = bench_client.py, fixed
+#      N over 4 keep-alive connections. Bar: leaseway <= 0.8x nginx.
+#   3. RSS growth per 10 000 idle keep-alive client connections.
+#
+# Environment (defaults in brackets):
+#   LEASEWAY_BIN [/work/main/build/leaseway, else <repo>/build/leaseway]
+#   LEASEWAY_ARGS  extra flags for leaseway                         []
+#   ROUNDS [5]  DURATION [10] s  WARMUP [2] s  CONNS [64] wrk connections
+#   CG_REQUESTS [20000]  IDLE_CONNS [10000]
+#   SKIP_CALLGRIND=1  SKIP_RSS=1  skip those parts
+#   QUICK=1   smoke run: 1 round x 3 s, 1 s warm-up, 2000 callgrind requests,
+#             2000 idle connections (CI; < 2 min)
+#   MAX_SECONDS  hard time budget, the run is killed after it [870; QUICK 170]
+#   KEEP_TMP=1   keep the temporary directory (configs, logs, wrk output)
+#   NOTE         free text added to the --record section (e.g. "machine busy")
+#
+# --record appends a dated section with the tables to tests/bench/RESULTS.md.
+# --strict exits 1 if a bar fails or leaseway could not be measured.
+# Exit status otherwise: 0 when the run completed, 2 on a setup error.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+RECORD=0 STRICT=0
+for a in "$@"; do
+    case $a in
+    --record) RECORD=1 ;;
+    --strict) STRICT=1 ;;
+    -h | --help)
+        sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "bench.sh: unknown argument $a (see --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+if [[ ${QUICK:-0} == 1 ]]; then
+    : "${ROUNDS:=1}" "${DURATION:=3}" "${WARMUP:=1}" "${CG_REQUESTS:=2000}" \
+        "${IDLE_CONNS:=2000}" "${MAX_SECONDS:=170}"
+fi
+ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10} WARMUP=${WARMUP:-2} CONNS=${CONNS:-64}
+CG_REQUESTS=${CG_REQUESTS:-20000} IDLE_CONNS=${IDLE_CONNS:-10000}
+MAX_SECONDS=${MAX_SECONDS:-870}
+if [[ -z ${LEASEWAY_BIN:-} ]]; then
+    LEASEWAY_BIN=/work/main/build/leaseway
+    [[ -e $LEASEWAY_BIN ]] || LEASEWAY_BIN=$REPO/build/leaseway
+fi
+LEASEWAY_ARGS=${LEASEWAY_ARGS:-}
+for v in ROUNDS DURATION WARMUP CONNS CG_REQUESTS IDLE_CONNS MAX_SECONDS; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench.sh: $v must be a number" >&2; exit 2; }
+done
+((ROUNDS >= 1 && DURATION >= 1 && CG_REQUESTS >= 1)) ||
+    { echo "bench.sh: ROUNDS, DURATION and CG_REQUESTS must be >= 1" >&2; exit 2; }
+
+CLIENT=$HERE/bench_client.py
+PY=$(command -v python3 || true)
+missing=()
+for t in nginx haproxy wrk taskset curl timeout; do command -v $t >/dev/null || missing+=("$t"); done
+[[ -n $PY ]] || missing+=(python3)
+[[ ${SKIP_CALLGRIND:-0} == 1 ]] || command -v valgrind >/dev/null || missing+=(valgrind)
+if ((${#missing[@]})); then
+    echo "bench.sh: missing tools: ${missing[*]} (apt-get install nginx-light haproxy wrk valgrind curl python3)" >&2
+    exit 2
+fi
+
+# --- CPU pinning -----------------------------------------------------------
+if (($(nproc) >= 2)); then
+    PIN_SRV=(taskset -c 0) PIN_CLI=(taskset -c 1) PINNING="server+proxy CPU 0, client CPU 1"
+else
+    PIN_SRV=() PIN_CLI=() PINNING="none (fewer than 2 CPUs)"
+fi
+
+# --- file descriptors ------------------------------------------------------
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FDLIM=$(ulimit -n)
+[[ $FDLIM == unlimited ]] && FDLIM=1048576
+IDLE_NOTE=""
+if ((IDLE_CONNS + 300 > FDLIM)); then
+    IDLE_NOTE=", reduced from $IDLE_CONNS: open-file limit is $FDLIM"
+    IDLE_CONNS=$((FDLIM - 300))
+fi
+
+# --- temp dir, process bookkeeping, cleanup --------------------------------
+T=$(mktemp -d /tmp/leaseway-bench.XXXXXX)
+PIDS=()
+WATCHDOG=""
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+out() { printf '%s\n' "$*" | tee -a "$T/report.md"; }
+
+kill_wait() { # pid signal seconds -> 0 if gone
+    local pid=$1 sig=$2 secs=$3 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -"$sig" "$pid" 2>/dev/null
+    for ((i = 0; i < secs * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    return 1
+}
+# shellcheck disable=SC2317 # invoked by the trap
+cleanup() {
+    local p
+    trap - EXIT INT TERM
+    [[ -n $WATCHDOG ]] && kill "$WATCHDOG" 2>/dev/null
+    for p in "${PIDS[@]}"; do
+        kill_wait "$p" TERM 3 || kill_wait "$p" KILL 2
+    done
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+# Hard time budget: stop the children of this script (by pid), then itself.
+descendants() { # pid -> all descendant pids, deepest first
+    local c
+    for c in $(ps -o pid= --ppid "$1"); do
+        descendants "$c"
+        echo "$c"
+    done
+}
+(
+    trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+    sleep "$MAX_SECONDS" &
+    sp=$!
+    wait "$sp"
+    echo "bench.sh: time budget of ${MAX_SECONDS}s exceeded, aborting" >&2
+    kill -TERM $$ 2>/dev/null
+    for c in $(descendants $$); do [[ $c != "$BASHPID" ]] && kill -TERM "$c" 2>/dev/null; done
+) &
+WATCHDOG=$!
+
+start_bg() { # name cmd... ; sets LAST_PID
+    local name=$1
+    shift
+    "$@" >"$T/$name.log" 2>&1 </dev/null &
+    LAST_PID=$!
+    disown "$LAST_PID" # no job notices; bash still reaps it, kill_wait polls
+    PIDS+=("$LAST_PID")
+}
+stop_graceful() { # pid signal seconds
+    kill_wait "$1" "$2" "$3" && return 0
+    log "pid $1 did not stop on SIG$2 within $3 s; killing it"
+    kill_wait "$1" KILL 3
+    return 1
+}
+
+free_port() {
+    "$PY" - <<'EOF'
+import random, socket
+for _ in range(500):
+    p = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); s.close(); print(p); break
+    except OSError:
+        s.close()
+EOF
+}
+
+http_ok() { # port [max seconds] -> 0 if GET /1k.bin answers 200 with 1024 bytes
+    local r
+    r=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' --max-time "${2:-5}" "http://127.0.0.1:$1/1k.bin" 2>/dev/null)
+    [[ $r == "200 1024" ]]
+}
+tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_ready() { # pid port seconds mode(http|tcp); bounded by wall-clock time
+    local pid=$1 port=$2 mode=${4:-http} end=$((SECONDS + $3))
+    while ((SECONDS < end)); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if [[ $mode == tcp ]]; then tcp_open "$port" && return 0; else http_ok "$port" 2 && return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# --- upstream --------------------------------------------------------------
+mkdir -p "$T/www" "$T/ngx"
+head -c 1024 /dev/urandom >"$T/www/1k.bin"
+
+nginx_common() { # tag
+    cat <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile $FDLIM;
+user root;
+pid $T/nginx-$1.pid;
+error_log $T/nginx-$1.err warn;
+events { worker_connections $((FDLIM - 64)); }
+EOF
+}
+nginx_http_common() {
+    cat <<EOF
+    access_log off;
+    keepalive_timeout 120s;
+    keepalive_requests 1000000000;
+    client_body_temp_path $T/ngx/body;
+    proxy_temp_path $T/ngx/proxy;
+    fastcgi_temp_path $T/ngx/fastcgi;
+    uwsgi_temp_path $T/ngx/uwsgi;
+    scgi_temp_path $T/ngx/scgi;
+    default_type application/octet-stream;
+EOF
+}
+gen_upstream_conf() { # port -> path
+    local f=$T/nginx-upstream.conf
+    {
+        nginx_common upstream
+        echo "http {"
+        nginx_http_common
+        cat <<EOF
+    sendfile on;
+    open_file_cache max=16 inactive=3600s;
+    open_file_cache_valid 3600s;
+    server {
+        listen 127.0.0.1:$1 backlog=4096;
+        root $T/www;
+        location / { }
+    }
+}
+EOF
+    } >"$f"
+    echo "$f"
+}
+gen_nginx_proxy_conf() { # tag port upstream_port -> path
+    local f=$T/nginx-proxy-$1.conf
+    {
+        nginx_common "proxy-$1"
+        echo "http {"
+        nginx_http_common
+        cat <<EOF
+    upstream up {
+        server 127.0.0.1:$3;
+        keepalive 64;
+        keepalive_requests 1000000000;
+        keepalive_timeout 120s;
+    }
+    server {
+        listen 127.0.0.1:$2 backlog=4096;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    } >"$f"
+    echo "$f"
+}
+gen_haproxy_conf() { # tag port upstream_port -> path
+    local f=$T/haproxy-$1.cfg maxconn=$((IDLE_CONNS + 500))
+    cat >"$f" <<EOF
+global
+    nbthread 1
+    maxconn $maxconn
+    ulimit-n $FDLIM
+    no strict-limits
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    timeout http-request 10s
+    timeout http-keep-alive 120s
+frontend fe
+    bind 127.0.0.1:$2 backlog 4096
+    maxconn $maxconn
+    default_backend be
+backend be
+    server s1 127.0.0.1:$3
+EOF
+    echo "$f"
+}
+
+# proxy_cmd name tag port upstream_port -> fills CMD array and STOPSIG
+proxy_cmd() {
+    local name=$1 tag=$2 port=$3 up=$4
+    case $name in
+    nginx) CMD=(nginx -p "$T/ngx" -e "$T/nginx-proxy-$tag.err" -c "$(gen_nginx_proxy_conf "$tag" "$port" "$up")") STOPSIG=QUIT ;;
+    haproxy) CMD=(haproxy -db -f "$(gen_haproxy_conf "$tag" "$port" "$up")") STOPSIG=USR1 ;;
+    leaseway)
+        # shellcheck disable=SC2206
+        CMD=("$LEASEWAY_RUN" run --listen "127.0.0.1:$port" --target "127.0.0.1:$up"
+            --admin "127.0.0.1:$(free_port)" --workers 1 --instance bench --idle-timeout 120s $LEASEWAY_ARGS)
+        STOPSIG=TERM
+        ;;
+    esac
+}
+
+UP_PORT=$(free_port)
+start_bg upstream "${PIN_SRV[@]}" nginx -p "$T/ngx" -e "$T/nginx-upstream.err" -c "$(gen_upstream_conf "$UP_PORT")"
+UP_PID=$LAST_PID
+if ! wait_ready "$UP_PID" "$UP_PORT" 10; then
+    echo "bench.sh: upstream nginx did not start:" >&2
+    cat "$T/upstream.log" "$T"/nginx-upstream.err >&2 2>/dev/null
+    exit 2
+fi
+log "upstream nginx pid $UP_PID on 127.0.0.1:$UP_PORT"
+
+# --- which proxies -----------------------------------------------------------
+PROXIES=(nginx haproxy leaseway)
+declare -A NA # proxy -> reason it is not measured
+# Run a private copy, so that a rebuild during the run cannot swap or break it.
+LW_VERSION="" LEASEWAY_RUN="" LW_BUILT=""
+if [[ ! -e $LEASEWAY_BIN ]]; then
+    NA[leaseway]="binary $LEASEWAY_BIN not found"
+else
+    for i in 1 2 3; do # retry: the binary may be in the middle of a relink
+        if cp -p "$LEASEWAY_BIN" "$T/leaseway" 2>/dev/null && chmod +x "$T/leaseway" &&
+            LW_VERSION=$(timeout 10 "$T/leaseway" version 2>&1 | head -1) && [[ -n $LW_VERSION ]]; then
+            break
+        fi
+        LW_VERSION=""
+        sleep 3
+    done
+    if [[ -n $LW_VERSION ]]; then
+        LW_BUILT=$(date -u -r "$T/leaseway" '+%Y-%m-%d %H:%M UTC')
+        log "leaseway: $LEASEWAY_BIN ($LW_VERSION), copied to $T/leaseway"
+        LEASEWAY_RUN=$T/leaseway
+    else
+        NA[leaseway]="$LEASEWAY_BIN does not run ('leaseway version' failed)"
+    fi
+fi
+
+# start_proxy name tag [wrapper...] -> sets PPID_ PPORT; 1 on failure
+start_proxy() {
+    local name=$1 tag=$2 secs=15 mode=http
+    shift 2
+    PPORT=$(free_port)
+    proxy_cmd "$name" "$tag" "$PPORT" "$UP_PORT"
+    if (($#)); then secs=120 mode=tcp; fi
+    start_bg "$name-$tag" "${PIN_SRV[@]}" "$@" "${CMD[@]}"
+    PPID_=$LAST_PID
+    if ! wait_ready "$PPID_" "$PPORT" "$secs" "$mode"; then
+        if kill -0 "$PPID_" 2>/dev/null; then
+            START_ERR="no $mode answer on 127.0.0.1:$PPORT within $secs s"
+            [[ $mode == http ]] && START_ERR="no 200 for GET /1k.bin within $secs s"
+        else
+            START_ERR="exited at start-up"
+        fi
+        log "$name ($tag): $START_ERR; log tail:"
+        tail -n 5 "$T/$name-$tag.log" >&2
+        kill_wait "$PPID_" TERM 5 || kill_wait "$PPID_" KILL 2
+        return 1
+    fi
+    return 0
+}
+
+# --- 1. throughput ---------------------------------------------------------
+TARGETS=(direct nginx haproxy leaseway)
+declare -A TPORT TPID
+TPORT[direct]=$UP_PORT
+for p in "${PROXIES[@]}"; do
+    [[ -n ${NA[$p]:-} ]] && continue
+    if start_proxy "$p" tput; then
+        TPORT[$p]=$PPORT TPID[$p]=$PPID_
+        log "$p pid $PPID_ on 127.0.0.1:$PPORT"
+    else
+        NA[$p]="$START_ERR"
+    fi
+done
+
+# run_wrk target seconds -> echo "rps p50 p99 errors" ("ERR ..." on failure)
+run_wrk() {
+    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt rps p50 p99 err=0 n
+    if [[ $tgt != direct ]] && ! kill -0 "${TPID[$tgt]}" 2>/dev/null; then
+        echo "ERR - - died"
+        return
+    fi
+    timeout $((secs + 30)) "${PIN_CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" --latency \
+        "http://127.0.0.1:${TPORT[$tgt]}/1k.bin" >"$f" 2>&1
+    rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$f")
+    p50=$(awk '$1 == "50%" {print $2}' "$f")
+    p99=$(awk '$1 == "99%" {print $2}' "$f")
+    n=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$f")
+    err=$((err + ${n:-0}))
+    n=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$f")
+    err=$((err + ${n:-0}))
+    [[ -n $rps ]] || rps=ERR
+    echo "$rps ${p50:--} ${p99:--} $err"
+}
+
+fmt_ratio() { # a b -> a/b, "ERR" if a is an error, "n/a" if either is missing
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a ~ /^ERR/) print "ERR"
+        else if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.2f", a / b
+        else print "n/a" }'
+}
+declare -A RPS # "target,round" -> req/s or ERR
+RATIO_N=() RATIO_H=()
+
+out "### Throughput (wrk -t1 -c$CONNS, ${DURATION} s per target, ${WARMUP} s warm-up; pinning: $PINNING)"
+out ""
+for ((r = 1; r <= ROUNDS; r++)); do
+    log "round $r/$ROUNDS"
+    out "Round $r/$ROUNDS:"
+    out ""
+    out "| target | req/s | p50 | p99 | errors |"
+    out "|---|---:|---:|---:|---:|"
+    for tgt in "${TARGETS[@]}"; do
+        if [[ -n ${NA[$tgt]:-} ]]; then
+            RPS[$tgt,$r]=n/a
+            out "| $tgt | n/a | | | |"
+            continue
+        fi
+        ((WARMUP > 0)) && run_wrk "$tgt" "$WARMUP" >/dev/null
+        read -r rps p50 p99 err <<<"$(run_wrk "$tgt" "$DURATION")"
+        [[ $err != 0 && $rps != ERR ]] && rps="ERR($rps)"
+        RPS[$tgt,$r]=$rps
+        out "| $tgt | $rps | $p50 | $p99 | $err |"
+    done
+    rn=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[nginx,$r]}")
+    rh=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[haproxy,$r]}")
+    RATIO_N+=("$rn") RATIO_H+=("$rh")
+    out ""
+    out "leaseway/nginx = $rn, leaseway/haproxy = $rh"
+    out ""
+done
+for p in "${PROXIES[@]}"; do
+    [[ -n ${TPID[$p]:-} ]] && { stop_graceful "${TPID[$p]}" TERM 10 || true; }
+done
+
+# stats over numeric values: "min median max" or "n/a"
+stats() {
+    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) { print "n/a n/a n/a"; exit }
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "%.0f %.0f %.0f\n", v[1], m, v[NR]
+        }'
+}
+# minimum ratio; "ERR" if leaseway failed in a round, "n/a" if a round lacks one
+min_ratio() {
+    printf '%s\n' "$@" | awk '
+        /^ERR/ { err = 1; next }
+        !/^[0-9.]+$/ { bad = 1; next }
+        { if (!n++ || $1 < m) m = $1 }
+        END { if (err) print "ERR"; else if (bad || !n) print "n/a"; else printf "%.2f\n", m }'
+}
+verdict() { # value op bar -> PASS|FAIL|N/A
+    awk -v v="$1" -v op="$2" -v b="$3" 'BEGIN {
+        if (v ~ /^ERR/) { print "FAIL"; exit }
+        if (v !~ /^[0-9.]+$/) { print "N/A"; exit }
+        ok = (op == ">=") ? (v + 0 >= b + 0) : (v + 0 <= b + 0)
+        print ok ? "PASS" : "FAIL" }'
+}
+
+out "Summary over $ROUNDS round(s):"
+out ""
+out "| target | min req/s | median req/s | max req/s |"
+out "|---|---:|---:|---:|"
+for tgt in "${TARGETS[@]}"; do
+    vals=()
+    for ((r = 1; r <= ROUNDS; r++)); do vals+=("${RPS[$tgt,$r]}"); done
+    read -r mn md mx <<<"$(stats "${vals[@]}")"
+    out "| $tgt | $mn | $md | $mx |"
+done
+MIN_RN=$(min_ratio "${RATIO_N[@]}") MIN_RH=$(min_ratio "${RATIO_H[@]}")
+V_N=$(verdict "$MIN_RN" ">=" 1.10) V_H=$(verdict "$MIN_RH" ">=" 1.20)
+out ""
+out "min leaseway/nginx across rounds = $MIN_RN (bar >= 1.10): $V_N"
+out "min leaseway/haproxy across rounds = $MIN_RH (bar >= 1.20): $V_H"
+TPUT_VERDICT=PASS
+[[ $V_N == FAIL || $V_H == FAIL ]] && TPUT_VERDICT=FAIL
+[[ $TPUT_VERDICT == PASS && ($V_N == N/A || $V_H == N/A) ]] && TPUT_VERDICT=N/A
+out ""
+out "THROUGHPUT: $TPUT_VERDICT"
+out ""
+
+# --- 2. instructions per request (callgrind) -------------------------------
+CG_VERDICT=SKIPPED
+declare -A IPR
+if [[ ${SKIP_CALLGRIND:-0} != 1 ]]; then
+    # cg_run proxy n -> sets CG_IR (total Ir, or "ERR") and CG_CLIENT
+    cg_run() {
+        local p=$1 n=$2 pre=$T/callgrind-$1-$2
+        CG_IR=ERR CG_CLIENT=""
+        if ! start_proxy "$p" "cg$n" valgrind --tool=callgrind "--callgrind-out-file=$pre.%p"; then
+            CG_CLIENT="under valgrind: $START_ERR"
+            return
+        fi
+        # the same single warm-up request in both runs, so that it cancels out
+        if ! http_ok "$PPORT" 30; then
+            CG_CLIENT="warm-up request failed"
+            stop_graceful "$PPID_" "$STOPSIG" 10
+            return
+        fi
+        CG_CLIENT=$(timeout 300 "${PIN_CLI[@]}" "$PY" "$CLIENT" count 127.0.0.1 "$PPORT" /1k.bin "$n" 4)
+        if ! stop_graceful "$PPID_" "$STOPSIG" 90; then
+            CG_CLIENT="$CG_CLIENT; did not exit on SIG$STOPSIG"
+            return
+        fi
+        CG_IR=$(cat "$pre".* 2>/dev/null | awk '/^summary:/ { s += $2; f = 1 } /^totals:/ { t += $2 }
+            END { if (f) print s; else if (t) print t; else print "ERR" }')
+        [[ $CG_IR == ERR ]] && CG_CLIENT="$CG_CLIENT; no callgrind output"
+    }
+    out "### Instructions per proxied request (callgrind Ir, $CG_REQUESTS requests over 4 keep-alive connections, minus a 0-request run)"
+    out ""
+    out "| proxy | Ir($CG_REQUESTS) | Ir(0) | instructions/request | client |"
+    out "|---|---:|---:|---:|---|"
+    for p in "${PROXIES[@]}"; do
+        if [[ -n ${NA[$p]:-} ]]; then
+            out "| $p | n/a | n/a | n/a | ${NA[$p]} |"
+            IPR[$p]=n/a
+            continue
+        fi
+        log "callgrind: $p, 0 requests"
+        cg_run "$p" 0
+        ir0=$CG_IR
+        log "callgrind: $p, $CG_REQUESTS requests"
+        cg_run "$p" "$CG_REQUESTS"
+        irn=$CG_IR cl=$CG_CLIENT
+        ipr=ERR
+        if [[ $ir0 =~ ^[0-9]+$ && $irn =~ ^[0-9]+$ ]] && [[ $cl == "ok=$CG_REQUESTS fail=0"* ]]; then
+            ipr=$(awk -v a="$irn" -v b="$ir0" -v n="$CG_REQUESTS" 'BEGIN { printf "%.0f", (a - b) / n }')
+        fi
+        [[ $cl == *"reconnects=0"* ]] || cl="$cl (keep-alive not kept!)"
+        IPR[$p]=$ipr
+        out "| $p | $irn | $ir0 | $ipr | $cl |"
+    done
+    R_IN=$(fmt_ratio "${IPR[leaseway]}" "${IPR[nginx]}")
+    R_IH=$(fmt_ratio "${IPR[leaseway]}" "${IPR[haproxy]}")
+    CG_VERDICT=$(verdict "$R_IN" "<=" 0.80)
+    out ""
+    out "leaseway/nginx = $R_IN (bar <= 0.80): $CG_VERDICT; leaseway/haproxy = $R_IH"
+    out ""
+fi
+
+# --- 3. RSS per 10 000 idle keep-alive connections -------------------------
+if [[ ${SKIP_RSS:-0} != 1 ]]; then
+    out "### RSS per 10 000 idle keep-alive client connections ($IDLE_CONNS opened$IDLE_NOTE)"
+    out ""
+    out "| proxy | held open | RSS before (MiB) | RSS after (MiB) | MiB per 10 000 conns |"
+    out "|---|---:|---:|---:|---:|"
+    for p in "${PROXIES[@]}"; do
+        if [[ -n ${NA[$p]:-} ]]; then
+            out "| $p | n/a | n/a | n/a | n/a |"
+            continue
+        fi
+        log "RSS: $p, $IDLE_CONNS idle connections"
+        if ! start_proxy "$p" rss; then
+            out "| $p | $START_ERR | | | |"
+            continue
+        fi
+        line=$(timeout 300 "${PIN_CLI[@]}" "$PY" "$CLIENT" idle 127.0.0.1 "$PPORT" /1k.bin "$IDLE_CONNS" "$PPID_" 2)
+        stop_graceful "$PPID_" TERM 10 || true
+        declare -A kv=()
+        for w in $line; do kv[${w%%=*}]=${w#*=}; done
+        if [[ -z ${kv[rss_after_kb]:-} ]]; then
+            out "| $p | client failed | | | |"
+            continue
+        fi
+        out "$(awk -v p="$p" -v a="${kv[alive]}" -v n="${kv[conns]}" -v b="${kv[rss_before_kb]}" -v c="${kv[rss_after_kb]}" 'BEGIN {
+            per = (a > 0) ? (c - b) / 1024 * 10000 / a : 0
+            printf "| %s | %d/%d | %.1f | %.1f | %s |", p, a, n, b / 1024, c / 1024, (a > 0) ? sprintf("%.1f", per) : "n/a" }')"
+    done
+    out ""
+fi
+
+# --- verdict, record ---------------------------------------------------------
+for p in "${PROXIES[@]}"; do
+    [[ -n ${NA[$p]:-} ]] && out "note: $p not measured: ${NA[$p]}"
+done
+out "RESULT: throughput $TPUT_VERDICT, instructions/request $CG_VERDICT"
+
+if ((RECORD)); then
+    if [[ ! -s $HERE/RESULTS.md ]]; then
+        # shellcheck disable=SC2016 # backquotes are Markdown
+        printf '# leaseway benchmark results\n\nSections appended by `tests/bench/bench.sh --record` (see its header for what is measured).\n' >"$HERE/RESULTS.md"
+    fi
+    {
+        echo ""
+        echo "## $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+        echo ""
+        echo "- kernel: $(uname -r); CPU: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo); nproc: $(nproc)"
+        [[ -n ${NOTE:-} ]] && echo "- note: $NOTE"
+        echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "- leaseway: $LEASEWAY_BIN, ${LW_VERSION:-n/a}, built ${LW_BUILT:-?}, repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'none')"
+        echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+        echo "- ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS CG_REQUESTS=$CG_REQUESTS IDLE_CONNS=$IDLE_CONNS"
+        echo ""
+        cat "$T/report.md"
+    } >>"$HERE/RESULTS.md"
+    log "appended to $HERE/RESULTS.md"
+fi
+
+if ((STRICT)); then
+    [[ $TPUT_VERDICT == PASS && ($CG_VERDICT == PASS || $CG_VERDICT == SKIPPED) ]] || exit 1
+fi
+exit 0
