@@ -157,6 +157,7 @@ struct client {
     unsigned is_write : 1;         /* routing says it writes */
     unsigned set_cookie : 1;       /* add the leaseway_wrote cookie to the response */
     unsigned recent_write : 1;     /* carries a fresh leaseway_wrote cookie */
+    unsigned fresh_conn : 1;       /* retried after a stale pooled connection: use a new one */
 };
 
 struct upstream {

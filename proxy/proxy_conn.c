@@ -487,7 +487,7 @@ static int req_message_begin(llhttp_t *p)
     c->start_ns = proxy_now_ns();
     c->req_done = c->resp_done = c->resp_started = 0;
     c->deferred = c->retry_ok = c->was_held = c->from_peer = c->is_write = c->set_cookie = 0;
-    c->recent_write = 0;
+    c->recent_write = c->fresh_conn = 0;
     c->attempts = 0;
     c->excluded = 0;
     c->status = 0;
@@ -530,11 +530,16 @@ static int req_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static struct upstream *upstream_acquire(struct proxy_worker *w, struct upstream_target *t);
+static struct upstream *upstream_acquire(struct proxy_worker *w, struct upstream_target *t, bool fresh);
 static int upstream_send_request(struct client *c);
 static int route_and_dispatch(struct client *c);
 static int dispatch(struct client *c);
 static int hold_enter(struct client *c);
+
+static bool method_is_safe(uint8_t m)
+{
+    return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_TRACE;
+}
 
 static int64_t cfg_window(const struct proxy_worker *w)
 {
@@ -801,7 +806,7 @@ static int dispatch(struct client *c)
         }
         c->attempts++;
     }
-    struct upstream *u = upstream_acquire(w, t);
+    struct upstream *u = upstream_acquire(w, t, c->fresh_conn);
     if (!u) {
         if (c->route == ROUTE_FORWARD && c->req_done && c->retry_ok) {
             /* the primary cannot be reached, so it saw nothing: wait for the next one */
@@ -978,9 +983,9 @@ static void pool_remove(struct upstream *u)
     t->npool--;
 }
 
-static struct upstream *upstream_acquire(struct proxy_worker *w, struct upstream_target *t)
+static struct upstream *upstream_acquire(struct proxy_worker *w, struct upstream_target *t, bool fresh)
 {
-    struct upstream *u = t->pool;
+    struct upstream *u = fresh ? NULL : t->pool;
     if (u) {
         pool_remove(u);
         proxy_timer_clear(&u->timer);
@@ -1042,10 +1047,22 @@ static void upstream_fail(struct upstream *u, const char *why)
     struct client *c = u->c;
     /* refused or timed out while connecting: the request never left this process */
     bool never_sent = u->connecting;
+    bool stale = u->reused && !u->got_bytes;
     proxy_metrics_add(&u->w->metrics.upstream_errors, 1);
     proxy_upstream_close(u);
     if (!c || c->dead)
         return;
+    if (stale && !c->fresh_conn && c->req_done && !c->resp_started && c->req_framing == BODY_NONE &&
+        method_is_safe(c->parser.method)) {
+        /*
+         * A pooled connection the app had already closed (its keep-alive timer won the race):
+         * a safe method without a body may be sent again (RFC 9110 §9.2.2), once, on a new
+         * connection. Anything else may have reached the app and is never retried.
+         */
+        c->fresh_conn = 1;
+        if (dispatch(c) == 0 || c->dead)
+            return;
+    }
     if (c->route == ROUTE_FORWARD && c->retry_ok && c->req_done && never_sent && !c->resp_started) {
         /* the primary could not be reached, so it saw nothing: wait for the next primary */
         c->excluded = c->w->snap.primary_known ? id_hash(c->w->snap.primary_id) : 0;
