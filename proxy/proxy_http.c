@@ -641,6 +641,17 @@ const char *proxy_http_reason(int status)
     case 100: return "Continue";
     case 101: return "Switching Protocols";
     case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 401: return "Unauthorized";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
     case 204: return "No Content";
     case 304: return "Not Modified";
     case 400: return "Bad Request";

@@ -1,0 +1,113 @@
+/*
+ * Settings (SPEC §1): durations, booleans, precedence flag > env > file >
+ * default, ${VAR} expansion, and errors that name where a bad value came from.
+ */
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy/proxy_config.h"
+
+Test(config, durations)
+{
+    int64_t ms;
+    cr_expect_eq(proxy_config_parse_duration("500ms", &ms), 0);
+    cr_expect_eq(ms, 500);
+    cr_expect_eq(proxy_config_parse_duration("5s", &ms), 0);
+    cr_expect_eq(ms, 5000);
+    cr_expect_eq(proxy_config_parse_duration("1m30s", &ms), 0);
+    cr_expect_eq(ms, 90000);
+    cr_expect_eq(proxy_config_parse_duration("1.5s", &ms), 0);
+    cr_expect_eq(ms, 1500);
+    cr_expect_eq(proxy_config_parse_duration("0", &ms), 0);
+    cr_expect_eq(ms, 0);
+    cr_expect_eq(proxy_config_parse_duration("5", &ms), -1);
+    cr_expect_eq(proxy_config_parse_duration("-1s", &ms), -1);
+    cr_expect_eq(proxy_config_parse_duration("5x", &ms), -1);
+    cr_expect_eq(proxy_config_parse_duration("", &ms), -1);
+}
+
+Test(config, booleans)
+{
+    bool b;
+    cr_expect(proxy_config_parse_bool("true", &b) == 0 && b);
+    cr_expect(proxy_config_parse_bool("FALSE", &b) == 0 && !b);
+    cr_expect(proxy_config_parse_bool("1", &b) == 0 && b);
+    cr_expect_eq(proxy_config_parse_bool("maybe", &b), -1);
+}
+
+static int load(struct proxy_config *cfg, int argc, const char **argv)
+{
+    return proxy_config_load(cfg, argc, (char **)argv);
+}
+
+Test(config, precedence_flag_env_file_default, .init = cr_redirect_stderr)
+{
+    char path[] = "/tmp/leaseway-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "target: 127.0.0.1:3000\nregion: ${LW_TEST_REGION}\nhold-timeout: 7s\n"
+               "drain-timeout: 9s\npassthrough:\n  - /healthz\n  - /static/*\n");
+    fclose(f);
+    setenv("LW_TEST_REGION", "ams", 1);
+    setenv("LEASEWAY_HOLD_TIMEOUT", "3s", 1);
+    struct proxy_config cfg;
+    const char *argv[] = {"--config", path, "--drain-timeout=1s", "--instance", "i9"};
+    cr_assert_eq(load(&cfg, 5, argv), 0);
+    cr_expect_str_eq(cfg.target, "127.0.0.1:3000"); /* file */
+    cr_expect_str_eq(cfg.region, "ams");            /* file, ${VAR} expanded */
+    cr_expect_eq(cfg.hold_timeout_ms, 3000);        /* env beats file */
+    cr_expect_eq(cfg.drain_timeout_ms, 1000);       /* flag beats file */
+    cr_expect_eq(cfg.idle_timeout_ms, 60000);       /* default */
+    cr_expect_str_eq(cfg.instance, "i9");
+    cr_expect_eq(cfg.passthrough.n, 2);
+    cr_expect_str_eq(cfg.passthrough.v[1], "/static/*");
+    cr_expect_str_eq(cfg.lease, "static");
+    proxy_config_free(&cfg);
+    unsetenv("LEASEWAY_HOLD_TIMEOUT");
+    unlink(path);
+}
+
+Test(config, errors_name_their_origin, .init = cr_redirect_stderr)
+{
+    char path[] = "/tmp/leaseway-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "target: 127.0.0.1:3000\nlisten_port: 80\n");
+    fclose(f);
+    struct proxy_config cfg;
+    const char *argv[] = {"--config", path};
+    cr_expect_eq(load(&cfg, 2, argv), -1);
+    proxy_config_free(&cfg);
+    fflush(stderr);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "leaseway: %s:2: unknown key \"listen_port\" (see leaseway run --help for the keys)\n", path);
+    cr_expect_stderr_eq_str(want);
+    unlink(path);
+}
+
+Test(config, bad_values_are_refused, .init = cr_redirect_stderr)
+{
+    struct proxy_config cfg;
+    const char *no_target[] = {"--listen", "127.0.0.1:8080"};
+    cr_expect_eq(load(&cfg, 2, no_target), -1);
+    proxy_config_free(&cfg);
+    const char *bad_dur[] = {"--target", "127.0.0.1:1", "--hold-timeout", "soon"};
+    cr_expect_eq(load(&cfg, 4, bad_dur), -1);
+    proxy_config_free(&cfg);
+    const char *bad_writes[] = {"--target", "127.0.0.1:1", "--writes", "sometimes"};
+    cr_expect_eq(load(&cfg, 4, bad_writes), -1);
+    proxy_config_free(&cfg);
+    const char *consul_no_key[] = {"--target", "127.0.0.1:1", "--lease", "consul"};
+    cr_expect_eq(load(&cfg, 4, consul_no_key), -1);
+    proxy_config_free(&cfg);
+    const char *unknown[] = {"--target", "127.0.0.1:1", "--frobnicate"};
+    cr_expect_eq(load(&cfg, 3, unknown), -1);
+    proxy_config_free(&cfg);
+}

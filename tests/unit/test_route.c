@@ -1,0 +1,172 @@
+/*
+ * SPEC §2, row by row, in order: passthrough, gate, always-primary, method,
+ * read, write on the primary, write on a replica (forward / replay), write
+ * with no primary (hold), forwarded requests (421 / gate), fencing, and the
+ * glob language.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "routing/route.h"
+
+static struct route_rules rules;
+
+static void setup(void)
+{
+    const char *err = NULL;
+    memset(&rules, 0, sizeof(rules));
+    cr_assert_eq(route_rules_add_glob(&rules, false, "/healthz", &err), 0);
+    cr_assert_eq(route_rules_add_glob(&rules, false, "/static/*", &err), 0);
+    cr_assert_eq(route_rules_add_glob(&rules, true, "GET /auth/*/callback", &err), 0);
+    cr_assert_eq(route_rules_add_glob(&rules, true, "/ws/primary", &err), 0);
+}
+
+static void teardown(void)
+{
+    route_rules_free(&rules);
+}
+
+static struct cluster_snapshot snap(enum route_role role, enum route_gate gate, bool known)
+{
+    struct cluster_snapshot s;
+    memset(&s, 0, sizeof(s));
+    s.role = role;
+    s.gate = gate;
+    s.primary_known = known;
+    strcpy(s.primary_id, known ? "p1" : "");
+    return s;
+}
+
+static struct route_decision decide(const char *method, const char *path, const struct cluster_snapshot *s,
+                                    bool from_peer, bool recent_write)
+{
+    struct route_request r = {method, strlen(method), path, strlen(path), from_peer, recent_write};
+    return route_decide(&rules, &r, s, 1000);
+}
+
+struct row {
+    const char *name;
+    const char *method, *path;
+    enum route_role role;
+    enum route_gate gate;
+    bool known, from_peer, recent_write;
+    enum route_writes writes;
+    enum route_action want;
+    bool want_write;
+};
+
+#define P      ROUTE_ROLE_PRIMARY
+#define R      ROUTE_ROLE_REPLICA
+#define U      ROUTE_ROLE_UNKNOWN
+#define OPEN   ROUTE_GATE_OPEN
+#define CLOSED ROUTE_GATE_CLOSED
+#define DRAIN  ROUTE_GATE_DRAINING
+#define FWD    ROUTE_WRITES_FORWARD
+#define RPL    ROUTE_WRITES_REPLAY
+
+static const struct row table[] = {
+    /* 1. passthrough wins over everything, even a closed gate and a write */
+    {"passthrough, gate closed", "POST", "/healthz", R, CLOSED, true, false, false, FWD, ROUTE_PASSTHROUGH,
+     false},
+    {"passthrough glob", "GET", "/static/app.css", U, DRAIN, false, false, false, FWD, ROUTE_PASSTHROUGH,
+     false},
+    {"passthrough is anchored", "GET", "/x/healthz", P, OPEN, true, false, false, FWD, ROUTE_LOCAL, false},
+    /* 2. gate closed: 503, before always-primary and method */
+    {"gate closed read", "GET", "/", P, CLOSED, true, false, false, FWD, ROUTE_GATED, false},
+    {"gate closed write", "POST", "/", R, CLOSED, true, false, false, FWD, ROUTE_GATED, true},
+    {"draining always-primary", "GET", "/auth/github/callback", R, DRAIN, true, false, false, FWD,
+     ROUTE_GATED, true},
+    /* 3. always-primary: a GET treated as a write */
+    {"always-primary on replica", "GET", "/auth/github/callback", R, OPEN, true, false, false, FWD,
+     ROUTE_FORWARD, true},
+    {"always-primary method filter", "POST", "/auth/github/callback", R, OPEN, true, false, false, FWD,
+     ROUTE_FORWARD, true},
+    {"always-primary wrong method is a read", "HEAD", "/auth/github/callback", R, OPEN, true, false, false,
+     FWD, ROUTE_LOCAL, false},
+    {"always-primary on primary", "GET", "/ws/primary", P, OPEN, true, false, false, FWD, ROUTE_LOCAL, true},
+    /* 4. methods */
+    {"GET is a read", "GET", "/", R, OPEN, true, false, false, FWD, ROUTE_LOCAL, false},
+    {"HEAD is a read", "HEAD", "/", R, OPEN, true, false, false, FWD, ROUTE_LOCAL, false},
+    {"OPTIONS is a read", "OPTIONS", "/", R, OPEN, true, false, false, FWD, ROUTE_LOCAL, false},
+    {"TRACE is a read", "TRACE", "/", R, OPEN, true, false, false, FWD, ROUTE_LOCAL, false},
+    {"PUT is a write", "PUT", "/", R, OPEN, true, false, false, FWD, ROUTE_FORWARD, true},
+    {"DELETE is a write", "DELETE", "/", R, OPEN, true, false, false, FWD, ROUTE_FORWARD, true},
+    {"PATCH is a write", "PATCH", "/", R, OPEN, true, false, false, FWD, ROUTE_FORWARD, true},
+    /* 5. reads: local, unless a fresh write cookie sends them to the primary */
+    {"read with no primary known", "GET", "/", U, OPEN, false, false, false, FWD, ROUTE_LOCAL, false},
+    {"read after a write, replica", "GET", "/", R, OPEN, true, false, true, FWD, ROUTE_FORWARD, false},
+    {"read after a write, primary", "GET", "/", P, OPEN, true, false, true, FWD, ROUTE_LOCAL, false},
+    {"read after a write, none known", "GET", "/", R, OPEN, false, false, true, FWD, ROUTE_LOCAL, false},
+    /* 6. write on the primary */
+    {"write on primary", "POST", "/", P, OPEN, true, false, false, FWD, ROUTE_LOCAL, true},
+    /* 7. write on a replica with a known primary */
+    {"write on replica, forward", "POST", "/", R, OPEN, true, false, false, FWD, ROUTE_FORWARD, true},
+    {"write on replica, replay", "POST", "/", R, OPEN, true, false, false, RPL, ROUTE_REPLAY, true},
+    /* 8. no primary known: hold */
+    {"write, no primary", "POST", "/", R, OPEN, false, false, false, FWD, ROUTE_HOLD, true},
+    {"write, role unknown", "POST", "/", U, OPEN, false, false, false, RPL, ROUTE_HOLD, true},
+    /* 9. forwarded requests: only the primary's own app, never forwarded again */
+    {"forwarded to primary", "POST", "/", P, OPEN, true, true, false, FWD, ROUTE_LOCAL, true},
+    {"forwarded to a replica: 421", "POST", "/", R, OPEN, true, true, false, FWD, ROUTE_MISDIRECTED, true},
+    {"forwarded, role unknown: 421", "POST", "/", U, OPEN, false, true, false, FWD, ROUTE_MISDIRECTED, true},
+    {"forwarded to a gated primary: 503", "POST", "/", P, CLOSED, true, true, false, FWD, ROUTE_GATED, true},
+    {"forwarded read after write", "GET", "/", P, OPEN, true, true, false, FWD, ROUTE_LOCAL, false},
+};
+
+TestSuite(route, .init = setup, .fini = teardown);
+
+Test(route, spec_section_2_table)
+{
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        const struct row *r = &table[i];
+        struct cluster_snapshot s = snap(r->role, r->gate, r->known);
+        rules.writes = r->writes;
+        struct route_decision d = decide(r->method, r->path, &s, r->from_peer, r->recent_write);
+        cr_expect_eq(d.action, r->want, "%s: got %s, want %s", r->name, route_action_str(d.action),
+                     route_action_str(r->want));
+        if (d.action != ROUTE_PASSTHROUGH)
+            cr_expect_eq(d.is_write, r->want_write, "%s: is_write", r->name);
+    }
+}
+
+Test(route, fenced_primary_holds_writes_but_serves_reads)
+{
+    struct cluster_snapshot s = snap(P, OPEN, true);
+    s.fence_deadline_ms = 1000; /* now == 1000: the fence has just passed */
+    cr_expect_eq(decide("POST", "/", &s, false, false).action, ROUTE_HOLD);
+    cr_expect_eq(decide("GET", "/", &s, false, false).action, ROUTE_LOCAL);
+    cr_expect_eq(decide("POST", "/", &s, true, false).action, ROUTE_MISDIRECTED);
+    s.fence_deadline_ms = 1001;
+    cr_expect_eq(decide("POST", "/", &s, false, false).action, ROUTE_LOCAL);
+    s.fence_deadline_ms = 0; /* static lease: no fence */
+    cr_expect_eq(decide("POST", "/", &s, false, false).action, ROUTE_LOCAL);
+}
+
+Test(route, glob_matching)
+{
+    cr_expect(route_glob_match("/a/*", "/a/b/c", 6));
+    cr_expect(route_glob_match("/a/*", "/a/", 3));
+    cr_expect(!route_glob_match("/a/*", "/a", 2));
+    cr_expect(route_glob_match("*", "", 0));
+    cr_expect(route_glob_match("/*/x/*", "/1/x/2", 6));
+    cr_expect(!route_glob_match("/*/x/*", "/1/y/2", 6));
+    cr_expect(route_glob_match("/a*b*c", "/aXXbYYc", 8));
+    cr_expect(!route_glob_match("/a*b*c", "/aXXbYYcd", 9));
+    cr_expect(route_glob_match("/exact", "/exact", 6));
+    cr_expect(!route_glob_match("/exact", "/exactly", 8));
+}
+
+Test(route, bad_globs_are_rejected)
+{
+    struct route_rules r;
+    const char *err = NULL;
+    memset(&r, 0, sizeof(r));
+    cr_expect_eq(route_rules_add_glob(&r, false, "relative/path", &err), -1);
+    cr_expect_not_null(err);
+    cr_expect_eq(route_rules_add_glob(&r, false, "post /x", &err), -1);
+    cr_expect_eq(route_rules_add_glob(&r, false, "VERYLONGMETHODNAME /x", &err), -1);
+    cr_expect_eq(route_rules_add_glob(&r, false, "DELETE /x/*", &err), 0);
+    cr_expect_str_eq(r.passthrough[0].method, "DELETE");
+    cr_expect_str_eq(r.passthrough[0].pattern, "/x/*");
+    route_rules_free(&r);
+}
