@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "proxy/proxy_config.h"
+#include "proxy/proxy_litefs.h"
 #include "proxy/proxy_metrics.h"
 #include "routing/route.h"
 #include "routing/route_snapshot.h"
@@ -50,6 +51,7 @@ enum proxy_timer {
     TL_UPSTREAM, /* upstream: silence while a response is due (504) */
     TL_POOL,     /* upstream: pooled, idle */
     TL_HOLD,     /* client: a write waiting for a primary (--hold-timeout) */
+    TL_TXID,     /* client: a read waiting for replication to catch up (--txid-wait) */
     TL_COUNT
 };
 
@@ -126,6 +128,7 @@ struct client {
     size_t pending_len;
     struct evbuffer *body; /* a write's body buffered before dispatch (hold, retry) */
     uint64_t excluded;     /* hash of a primary that answered 421 or was unreachable */
+    uint64_t *txid_want;   /* while waiting for LiteFS to catch up: the TXIDs the client saw */
     int64_t start_ns;      /* request start, for the latency histogram */
     char ip[46];           /* the client's address, for X-Forwarded-For */
     enum client_state state;
@@ -158,6 +161,7 @@ struct client {
     unsigned set_cookie : 1;       /* add the leaseway_wrote cookie to the response */
     unsigned recent_write : 1;     /* carries a fresh leaseway_wrote cookie */
     unsigned fresh_conn : 1;       /* retried after a stale pooled connection: use a new one */
+    unsigned txid_checked : 1;     /* the __txid wait is over (caught up or given up) */
 };
 
 struct upstream {
@@ -209,6 +213,7 @@ struct proxy_worker {
     void **free_later; /* deferred frees (STYLE rule 6) */
     size_t nfree_later, cap_free_later;
     struct event free_ev;
+    struct event txid_ev; /* polls LiteFS positions while reads wait on them */
     bool draining;
     bool stopping;
     struct proxy_metrics metrics;
@@ -223,6 +228,7 @@ struct proxy {
     struct sockaddr_storage target_addr;
     socklen_t target_len;
     char target_hostport[256];
+    struct litefs_dbs litefs;
     unsigned char *peer_secret; /* --peer-secret-file contents; NULL: forwarded requests are trusted */
     size_t peer_secret_len;
     struct proxy_worker *workers;
@@ -256,6 +262,7 @@ void proxy_upstream_close(struct upstream *u);
 void proxy_timer_expired(struct tnode *t);
 void proxy_conn_init_settings(void);
 void proxy_conn_retry_held(struct proxy_worker *w); /* snapshot changed or tick: re-route held writes */
+void proxy_conn_txid_poll(struct proxy_worker *w);  /* reads waiting for LiteFS: caught up yet? */
 
 /* proxy_peer_addr.c (control thread) */
 __attribute__((warn_unused_result)) int proxy_resolve_url(const char *url, struct sockaddr_storage *addr,

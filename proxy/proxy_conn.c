@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -187,6 +188,8 @@ void proxy_client_close(struct client *c)
         evbuffer_free(c->body);
         c->body = NULL;
     }
+    free(c->txid_want);
+    c->txid_want = NULL;
     if (c->out) {
         evbuffer_free(c->out);
         c->out = NULL;
@@ -487,7 +490,7 @@ static int req_message_begin(llhttp_t *p)
     c->start_ns = proxy_now_ns();
     c->req_done = c->resp_done = c->resp_started = 0;
     c->deferred = c->retry_ok = c->was_held = c->from_peer = c->is_write = c->set_cookie = 0;
-    c->recent_write = c->fresh_conn = 0;
+    c->recent_write = c->fresh_conn = c->txid_checked = 0;
     c->attempts = 0;
     c->excluded = 0;
     c->status = 0;
@@ -539,6 +542,83 @@ static int hold_enter(struct client *c);
 static bool method_is_safe(uint8_t m)
 {
     return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_TRACE;
+}
+
+/*
+ * LiteFS read-your-writes: does the client carry a __txid newer than this
+ * replica's position? (Fills c->txid_want when it does.)
+ */
+static bool txid_behind(struct client *c)
+{
+    const struct litefs_dbs *dbs = &c->w->px->litefs;
+    uint64_t want[PROXY_MAX_DBS];
+    if (!proxy_litefs_wanted(dbs, c->head, want))
+        return false;
+    bool behind = false;
+    for (size_t d = 0; d < dbs->n; d++) {
+        uint64_t pos;
+        if (want[d] && (proxy_litefs_position(&dbs->db[d], &pos) < 0 || pos < want[d]))
+            behind = true;
+    }
+    if (!behind)
+        return false;
+    if (!c->txid_want && !(c->txid_want = malloc(sizeof(want))))
+        return false;
+    memcpy(c->txid_want, want, sizeof(want));
+    return true;
+}
+
+#define TXID_POLL_MS 2
+
+static int txid_wait_enter(struct client *c)
+{
+    struct proxy_worker *w = c->w;
+    proxy_timer_set(w, &c->timer, TL_TXID);
+    client_set_state(c, CS_WAIT);
+    if (!event_pending(&w->txid_ev, EV_TIMEOUT, NULL)) {
+        struct timeval tv = {0, TXID_POLL_MS * 1000};
+        event_add(&w->txid_ev, &tv);
+    }
+    return 0;
+}
+
+/* The wait is over: serve locally (caught up), or from the primary (still behind). */
+static void txid_wait_done(struct client *c, bool caught_up)
+{
+    proxy_timer_clear(&c->timer);
+    free(c->txid_want);
+    c->txid_want = NULL;
+    c->txid_checked = 1;
+    route_snapshot_refresh(&c->w->snap);
+    if (!caught_up && c->w->snap.primary_known && c->w->snap.role == ROUTE_ROLE_REPLICA)
+        c->route = ROUTE_FORWARD; /* never LiteFS's 504: the primary has the data */
+    (void)dispatch(c);
+}
+
+void proxy_conn_txid_poll(struct proxy_worker *w)
+{
+    struct tnode *head = &w->tl[TL_TXID].head;
+    if (head->next == head)
+        return;
+    const struct litefs_dbs *dbs = &w->px->litefs;
+    uint64_t pos[PROXY_MAX_DBS];
+    bool ok[PROXY_MAX_DBS];
+    for (size_t d = 0; d < dbs->n; d++)
+        ok[d] = proxy_litefs_position(&dbs->db[d], &pos[d]) == 0;
+    for (struct tnode *t = head->next, *next; t != head; t = next) {
+        next = t->next;
+        struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
+        bool caught_up = true;
+        for (size_t d = 0; d < dbs->n; d++)
+            if (c->txid_want[d] && (!ok[d] || pos[d] < c->txid_want[d]))
+                caught_up = false;
+        if (caught_up)
+            txid_wait_done(c, true);
+    }
+    if (head->next != head) {
+        struct timeval tv = {0, TXID_POLL_MS * 1000};
+        event_add(&w->txid_ev, &tv);
+    }
 }
 
 static int64_t cfg_window(const struct proxy_worker *w)
@@ -730,6 +810,10 @@ static int route_and_dispatch(struct client *c)
     c->set_cookie = d.is_write && !c->from_peer && cfg_window(w) > 0 && d.action != ROUTE_PASSTHROUGH;
     switch (d.action) {
     case ROUTE_LOCAL:
+        if (w->px->litefs.n && !d.is_write && !c->txid_checked && w->snap.role == ROUTE_ROLE_REPLICA &&
+            c->req_framing == BODY_NONE && txid_behind(c))
+            return txid_wait_enter(c);
+        return dispatch(c);
     case ROUTE_PASSTHROUGH: return dispatch(c);
     case ROUTE_GATED: {
         char extra[ROUTE_REASON_MAX + 64], line[ROUTE_REASON_MAX + 32];
@@ -1357,6 +1441,15 @@ static int resp_headers_complete(llhttp_t *p)
     if (!rw.keepalive)
         c->close_after_resp = 1;
     c->resp_framing = rw.framing;
+    char txid_cookies[512];
+    if (c->w->px->litefs.n && c->is_write && c->route == ROUTE_LOCAL && status < 500) {
+        /* the write is committed on this primary: tell the client the position it must see */
+        int xfp = proxy_head_find(c->head, "x-forwarded-proto");
+        bool secure = xfp >= 0 && c->head->f[xfp].val_len == 5 &&
+                      !strncasecmp(head_val(c->head, (size_t)xfp), "https", 5);
+        if (proxy_litefs_cookies(&c->w->px->litefs, secure, txid_cookies, sizeof(txid_cookies)))
+            rw.extra = txid_cookies;
+    }
     c->resp_started = 1;
     c->status = status;
     if (proxy_http_write_response(out, u->head, &rw) < 0)
@@ -1475,6 +1568,11 @@ void proxy_timer_expired(struct tnode *t)
         struct upstream *u = (struct upstream *)((char *)t - offsetof(struct upstream, timer));
         proxy_timer_clear(t);
         upstream_fail(u, err_upstream_timeout);
+        break;
+    }
+    case TL_TXID: {
+        struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
+        txid_wait_done(c, false);
         break;
     }
     case TL_HOLD: {

@@ -388,6 +388,8 @@ int proxy_run(int argc, char **argv)
     }
     if (ctl->cfg.peer_secret_file && proxy_load_peer_secret(&ctl->px, ctl->cfg.peer_secret_file) < 0)
         goto out_rules;
+    if (proxy_litefs_setup(&ctl->px.litefs, &ctl->cfg.litefs_db) < 0)
+        goto out_rules;
     if (setup_rules(ctl) < 0)
         goto out_rules;
     if (!strcmp(ctl->cfg.lease, "static") && static_lease(ctl) < 0)
@@ -463,6 +465,7 @@ out_base:
 out_rules:
     route_rules_free(&ctl->px.rules);
     free(ctl->px.peer_secret);
+    proxy_litefs_free(&ctl->px.litefs);
 out_cfg:
     proxy_config_free(&ctl->cfg);
     free(ctl);

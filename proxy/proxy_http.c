@@ -497,7 +497,8 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
     struct evbuffer_iovec iov;
     struct writer wr;
     const char *reason = proxy_http_reason(rw->status);
-    if (writer_begin(out, &wr, &iov, h->len + h->nf * 4 + 416 + our_headers_size(rw) + strlen(reason)) < 0)
+    if (writer_begin(out, &wr, &iov,
+                     h->len + h->nf * 4 + 416 + our_headers_size(rw) + strlen(reason) + slen(rw->extra)) < 0)
         return -1;
     if (h->reason_len)
         put_status_line(&wr, rw->status, h->buf + h->reason_off, h->reason_len);
@@ -528,6 +529,8 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
     }
     if (!rw->passthrough)
         put_our_headers(&wr, rw);
+    if (rw->extra)
+        put_str(&wr, rw->extra);
     if (rw->cookie_ms > 0) {
         /* SPEC §3: read-your-writes for this client for --consistency-window */
         char line[160];

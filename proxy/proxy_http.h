@@ -78,6 +78,7 @@ struct resp_rewrite {
     const char *instance;
     const char *region; /* NULL or "" if unset */
     int64_t cookie_ms;  /* > 0: Set-Cookie leaseway_wrote=<ms> (after a write) */
+    const char *extra;  /* more header lines, each ending in CRLF (e.g. __txid cookies) */
     int64_t cookie_max_age_s;
 };
 

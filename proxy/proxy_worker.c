@@ -129,6 +129,13 @@ void proxy_free_later(struct proxy_worker *w, void *p)
         event_active(&w->free_ev, EV_TIMEOUT, 0);
 }
 
+static void txid_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_conn_txid_poll(arg);
+}
+
 /* ---- accepting ---- */
 
 static void accept_ready(evutil_socket_t fd, short what, void *arg)
@@ -276,6 +283,7 @@ static int worker_init(struct proxy *px, struct proxy_worker *w, int id)
         [TL_UPSTREAM] = cfg->upstream_timeout_ms,
         [TL_POOL] = PROXY_POOL_IDLE_MS,
         [TL_HOLD] = cfg->hold_timeout_ms > 0 ? cfg->hold_timeout_ms : 1,
+        [TL_TXID] = cfg->txid_wait_ms > 0 ? cfg->txid_wait_ms : 1,
     };
     memcpy(&w->app.addr, &px->target_addr, px->target_len);
     w->app.addr_len = px->target_len;
@@ -294,6 +302,7 @@ static int worker_init(struct proxy *px, struct proxy_worker *w, int id)
     event_assign(&w->ctl_ev, w->base, w->ctl_fd, EV_READ | EV_PERSIST, control, w);
     event_assign(&w->tick_ev, w->base, -1, EV_PERSIST, drain_tick, w);
     event_assign(&w->free_ev, w->base, -1, 0, free_pending, w);
+    event_assign(&w->txid_ev, w->base, -1, 0, txid_tick, w);
     struct timeval tv = {0, TICK_MS * 1000};
     if (event_add(&w->listen_ev, NULL) < 0 || event_add(&w->ctl_ev, NULL) < 0 ||
         event_add(&w->tick_ev, &tv) < 0)
