@@ -108,7 +108,9 @@ struct upstream_target {
     struct sockaddr_storage addr;
     socklen_t addr_len;       /* 0: unused slot */
     char name[ROUTE_URL_MAX]; /* host:port for the app; the advertise URL for a peer */
+    char host[256];           /* a TLS peer's name: SNI and certificate check */
     bool peer;
+    bool tls;
     struct upstream *pool; /* idle connections (LIFO) */
     size_t npool;
     int64_t last_used_ms;
@@ -164,8 +166,12 @@ struct client {
     unsigned txid_checked : 1;     /* the __txid wait is over (caught up or given up) */
 };
 
+struct ssl_st;
+struct ssl_ctx_st;
+
 struct upstream {
     int fd;
+    struct ssl_st *ssl; /* https:// peers */
     struct event ev;
     struct tnode timer;
     struct proxy_worker *w;
@@ -176,6 +182,7 @@ struct upstream {
     struct evbuffer *out; /* to the app */
     struct head *head;    /* response head while it is read */
     unsigned connecting : 1;
+    unsigned handshaking : 1; /* TLS handshake under way */
     unsigned reused : 1;
     unsigned got_bytes : 1;    /* any response byte received for this exchange */
     unsigned read_blocked : 1; /* backpressure from the client */
@@ -229,7 +236,8 @@ struct proxy {
     socklen_t target_len;
     char target_hostport[256];
     struct litefs_dbs litefs;
-    unsigned char *peer_secret; /* --peer-secret-file contents; NULL: forwarded requests are trusted */
+    struct ssl_ctx_st *peer_tls; /* client context for https:// peers: verifies certificate and name */
+    unsigned char *peer_secret;  /* --peer-secret-file contents; NULL: forwarded requests are trusted */
     size_t peer_secret_len;
     struct proxy_worker *workers;
     size_t nworkers;
@@ -268,6 +276,9 @@ void proxy_conn_txid_poll(struct proxy_worker *w);  /* reads waiting for LiteFS:
 __attribute__((warn_unused_result)) int proxy_resolve_url(const char *url, struct sockaddr_storage *addr,
                                                           socklen_t *len, bool *tls);
 __attribute__((warn_unused_result)) int proxy_load_peer_secret(struct proxy *px, const char *path);
+/* The TLS client context for https:// peers. */
+__attribute__((warn_unused_result)) int proxy_peer_tls_setup(struct proxy *px);
+void proxy_peer_tls_free(struct proxy *px);
 
 /* proxy_peer.c: Leaseway-Peer-Auth */
 /* Write the token for (now, instance) into buf; returns its length (0 without a secret). */

@@ -22,6 +22,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -651,7 +653,7 @@ static bool recent_write_cookie(const struct head *h, int64_t window_ms)
 static struct upstream_target *peer_target(struct proxy_worker *w)
 {
     const struct cluster_snapshot *s = &w->snap;
-    if (!s->primary_known || !s->primary_addr_len || s->primary_tls)
+    if (!s->primary_known || !s->primary_addr_len || (s->primary_tls && !w->px->peer_tls))
         return NULL;
     struct upstream_target *free_slot = NULL, *oldest = NULL;
     for (size_t i = 0; i < PROXY_MAX_PEERS; i++) {
@@ -673,6 +675,20 @@ static struct upstream_target *peer_target(struct proxy_worker *w)
     t->addr_len = s->primary_addr_len;
     snprintf(t->name, sizeof(t->name), "%s", s->primary_url);
     t->peer = true;
+    t->tls = s->primary_tls;
+    /* the host part of the URL, for SNI and the certificate check */
+    const char *hp = strstr(s->primary_url, "://");
+    hp = hp ? hp + 3 : s->primary_url;
+    size_t hl = strcspn(hp, "/?#");
+    if (hp[0] == '[') {
+        hp++;
+        hl = strcspn(hp, "]");
+    } else {
+        const char *colon = memchr(hp, ':', hl);
+        if (colon)
+            hl = (size_t)(colon - hp);
+    }
+    snprintf(t->host, sizeof(t->host), "%.*s", (int)hl, hp);
     t->last_used_ms = proxy_now_ms();
     return t;
 }
@@ -883,9 +899,7 @@ static int dispatch(struct client *c)
     if (c->route == ROUTE_FORWARD) {
         t = peer_target(w);
         if (!t) {
-            client_error(c, 502,
-                         "the primary's advertised URL cannot be used (https peers are not supported yet)",
-                         NULL);
+            client_error(c, 502, "the primary's advertised URL cannot be used", NULL);
             return HPE_USER;
         }
         c->attempts++;
@@ -1094,6 +1108,9 @@ void proxy_upstream_close(struct upstream *u)
     }
     proxy_timer_clear(&u->timer);
     event_del(&u->ev);
+    if (u->ssl)
+        SSL_free(u->ssl);
+    u->ssl = NULL;
     close(u->fd);
     evbuffer_free(u->out);
     u->out = NULL;
@@ -1158,12 +1175,82 @@ static void upstream_fail(struct upstream *u, const char *why)
     client_error(c, status, why, NULL);
 }
 
+/* recv(2) for plain and TLS connections: > 0 bytes, 0 at EOF, -1 with errno (EAGAIN: wait for an edge). */
+static ssize_t up_recv(struct upstream *u, char *buf, size_t len)
+{
+    if (!u->ssl)
+        return recv(u->fd, buf, len, 0);
+    ERR_clear_error();
+    int n = SSL_read(u->ssl, buf, (int)len);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(u->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
+        return 0;
+    errno = ECONNRESET;
+    return -1;
+}
+
+/* evbuffer_write(3) for plain and TLS connections. */
+static int up_write(struct upstream *u)
+{
+    if (!u->ssl)
+        return evbuffer_write(u->out, u->fd);
+    struct evbuffer_iovec v;
+    if (evbuffer_peek(u->out, -1, NULL, &v, 1) < 1)
+        return 0;
+    ERR_clear_error();
+    int n = SSL_write(u->ssl, v.iov_base, (int)(v.iov_len > INT32_MAX ? INT32_MAX : v.iov_len));
+    if (n > 0) {
+        evbuffer_drain(u->out, (size_t)n);
+        return n;
+    }
+    int e = SSL_get_error(u->ssl, n);
+    errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EPIPE;
+    return -1;
+}
+
+/*
+ * TLS to an https:// peer: verify the chain (system CAs, or SSL_CERT_FILE /
+ * SSL_CERT_DIR) and the name in the primary's URL. Returns 1 when done,
+ * 0 to wait for the next edge, -1 on failure (the peer got nothing).
+ */
+static int up_handshake(struct upstream *u)
+{
+    if (!u->ssl) {
+        struct proxy *px = u->w->px;
+        if (!(u->ssl = SSL_new(px->peer_tls)) || SSL_set_fd(u->ssl, u->fd) != 1 ||
+            SSL_set_tlsext_host_name(u->ssl, u->target->host) != 1 ||
+            SSL_set1_host(u->ssl, u->target->host) != 1)
+            return -1;
+        SSL_set_connect_state(u->ssl);
+    }
+    ERR_clear_error();
+    int r = SSL_do_handshake(u->ssl);
+    if (r == 1) {
+        u->handshaking = 0;
+        return 1;
+    }
+    int e = SSL_get_error(u->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return 0;
+    long vr = SSL_get_verify_result(u->ssl);
+    proxy_log_warn("TLS handshake with the primary failed", "peer=%s verify=\"%s\" err=\"%s\"",
+                   u->target->name, X509_verify_cert_error_string(vr),
+                   ERR_reason_error_string(ERR_peek_last_error()));
+    return -1;
+}
+
 static void upstream_flush(struct upstream *u)
 {
-    if (u->dead || u->connecting)
+    if (u->dead || u->connecting || u->handshaking)
         return;
     while (evbuffer_get_length(u->out) > 0) {
-        int n = evbuffer_write(u->out, u->fd);
+        int n = up_write(u);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1205,7 +1292,21 @@ static void upstream_event(evutil_socket_t fd, short what, void *arg)
             return;
         }
         u->connecting = 0;
+        u->handshaking = u->target->tls;
+        if (!u->handshaking)
+            proxy_timer_clear(&u->timer);
+    }
+    if (u->handshaking) {
+        int r = up_handshake(u);
+        if (r < 0) {
+            u->connecting = 1; /* nothing was sent: a forwarded write may wait for another primary */
+            upstream_fail(u, err_upstream_connect);
+            return;
+        }
+        if (r == 0)
+            return;
         proxy_timer_clear(&u->timer);
+        what |= EV_WRITE;
     }
     if (what & EV_CLOSED)
         u->rdhup = 1;
@@ -1265,7 +1366,7 @@ static void upstream_read(struct upstream *u)
             return;
         }
         u->read_blocked = 0;
-        ssize_t n = recv(u->fd, w->rbuf, sizeof(w->rbuf), 0);
+        ssize_t n = up_recv(u, w->rbuf, sizeof(w->rbuf));
         if (n > 0) {
             struct client *c = u->c;
             if (!c) {
@@ -1331,7 +1432,8 @@ static void upstream_read(struct upstream *u)
             client_flush(c);
             if (c->dead || u->dead)
                 return;
-            if ((size_t)n < sizeof(w->rbuf) && !u->rdhup && !u->tunnel)
+            /* TLS may hold decrypted bytes the socket no longer signals: read it dry */
+            if ((size_t)n < sizeof(w->rbuf) && !u->rdhup && !u->tunnel && !u->ssl)
                 return; /* a FIN comes flagged (EV_CLOSED): see client_read for resets */
             continue;
         }

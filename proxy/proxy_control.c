@@ -390,6 +390,8 @@ int proxy_run(int argc, char **argv)
         goto out_rules;
     if (proxy_litefs_setup(&ctl->px.litefs, &ctl->cfg.litefs_db) < 0)
         goto out_rules;
+    if (proxy_peer_tls_setup(&ctl->px) < 0)
+        goto out_rules;
     if (setup_rules(ctl) < 0)
         goto out_rules;
     if (!strcmp(ctl->cfg.lease, "static") && static_lease(ctl) < 0)
@@ -466,6 +468,7 @@ out_rules:
     route_rules_free(&ctl->px.rules);
     free(ctl->px.peer_secret);
     proxy_litefs_free(&ctl->px.litefs);
+    proxy_peer_tls_free(&ctl->px);
 out_cfg:
     proxy_config_free(&ctl->cfg);
     free(ctl);

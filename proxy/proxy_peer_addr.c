@@ -4,6 +4,7 @@
  * republished every time the fence moves, the primary changes rarely.
  */
 #include <netdb.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,29 @@ int proxy_resolve_url(const char *url, struct sockaddr_storage *addr, socklen_t 
     cached_addr = *addr;
     cached_len = *len;
     return 0;
+}
+
+int proxy_peer_tls_setup(struct proxy *px)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return -1;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /* the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR as OpenSSL reads them */
+    if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    px->peer_tls = ctx;
+    return 0;
+}
+
+void proxy_peer_tls_free(struct proxy *px)
+{
+    SSL_CTX_free(px->peer_tls);
+    px->peer_tls = NULL;
 }
 
 int proxy_load_peer_secret(struct proxy *px, const char *path)
