@@ -130,9 +130,10 @@ struct client {
     size_t pending_len;
     struct evbuffer *body; /* a write's body buffered before dispatch (hold, retry) */
     uint64_t excluded;     /* hash of a primary that answered 421 or was unreachable */
-    uint64_t *txid_want;   /* while waiting for LiteFS to catch up: the TXIDs the client saw */
-    int64_t start_ns;      /* request start, for the latency histogram */
-    char ip[46];           /* the client's address, for X-Forwarded-For */
+    int64_t excluded_until_ms;
+    uint64_t *txid_want; /* while waiting for LiteFS to catch up: the TXIDs the client saw */
+    int64_t start_ns;    /* request start, for the latency histogram */
+    char ip[46];         /* the client's address, for X-Forwarded-For */
     enum client_state state;
     enum route_action route;
     enum body_framing req_framing;
@@ -164,6 +165,7 @@ struct client {
     unsigned recent_write : 1;     /* carries a fresh leaseway_wrote cookie */
     unsigned fresh_conn : 1;       /* retried after a stale pooled connection: use a new one */
     unsigned txid_checked : 1;     /* the __txid wait is over (caught up or given up) */
+    unsigned give_up : 1;          /* a second 421: answer 503 instead of trying again */
 };
 
 struct ssl_st;

@@ -492,7 +492,7 @@ static int req_message_begin(llhttp_t *p)
     c->start_ns = proxy_now_ns();
     c->req_done = c->resp_done = c->resp_started = 0;
     c->deferred = c->retry_ok = c->was_held = c->from_peer = c->is_write = c->set_cookie = 0;
-    c->recent_write = c->fresh_conn = c->txid_checked = 0;
+    c->recent_write = c->fresh_conn = c->txid_checked = c->give_up = 0;
     c->attempts = 0;
     c->excluded = 0;
     c->status = 0;
@@ -701,6 +701,14 @@ static uint64_t id_hash(const char *s)
     return h | 1; /* never 0: 0 means "nothing excluded" */
 }
 
+#define EXCLUDE_MS 300
+
+static void exclude_primary(struct client *c)
+{
+    c->excluded = c->w->snap.primary_known ? id_hash(c->w->snap.primary_id) : 0;
+    c->excluded_until_ms = proxy_now_ms() + EXCLUDE_MS;
+}
+
 /*
  * Wait for a (different) primary, SPEC §2 step 8. Only whole requests wait:
  * the body is buffered, so nothing of it has reached any app.
@@ -735,7 +743,12 @@ void proxy_conn_retry_held(struct proxy_worker *w)
         struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
         bool stop = t == last;
         int64_t deadline = t->deadline_ms;
-        bool excluded = c->excluded && w->snap.primary_known && id_hash(w->snap.primary_id) == c->excluded;
+        /*
+         * A primary that said 421 or could not be reached is skipped until the snapshot names
+         * another, or for EXCLUDE_MS: it may just have learnt of its lease later than we did.
+         */
+        bool excluded = c->excluded && proxy_now_ms() < c->excluded_until_ms && w->snap.primary_known &&
+                        id_hash(w->snap.primary_id) == c->excluded;
         hold_leave(c);
         if (excluded || route_and_dispatch(c) != 0 || c->dead || c->timer.list == TL_HOLD) {
             if (!c->dead && c->state != CS_CLOSING && !c->up) {
@@ -908,7 +921,7 @@ static int dispatch(struct client *c)
     if (!u) {
         if (c->route == ROUTE_FORWARD && c->req_done && c->retry_ok) {
             /* the primary cannot be reached, so it saw nothing: wait for the next one */
-            c->excluded = id_hash(w->snap.primary_id);
+            exclude_primary(c);
             if (hold_enter(c) == 0)
                 return 0;
         }
@@ -1166,7 +1179,7 @@ static void upstream_fail(struct upstream *u, const char *why)
     }
     if (c->route == ROUTE_FORWARD && c->retry_ok && c->req_done && never_sent && !c->resp_started) {
         /* the primary could not be reached, so it saw nothing: wait for the next primary */
-        c->excluded = c->w->snap.primary_known ? id_hash(c->w->snap.primary_id) : 0;
+        exclude_primary(c);
         if (hold_enter(c) == 0)
             return;
     }
@@ -1406,7 +1419,7 @@ static void upstream_read(struct upstream *u)
                         /* 421 or gate-closed from the primary: wait for another, send again */
                         c->up = NULL;
                         upstream_release(u, c->req_done);
-                        if (hold_enter(c) < 0)
+                        if (c->give_up || hold_enter(c) < 0)
                             client_error(c, 503, "no primary is ready for this write", "Retry-After: 1\r\n");
                         return;
                     }
@@ -1524,12 +1537,12 @@ static int resp_headers_complete(llhttp_t *p)
          * Not an answer for the client: the primary moved (421: it touched no app) or is
          * not ready yet (gate closed). Retry a 421 once, and hold through a closed gate.
          */
-        if (status == 503 || c->attempts < 2) {
-            u->discard = 1;
-            if (status == 421)
-                c->excluded = c->w->snap.primary_known ? id_hash(c->w->snap.primary_id) : 0;
-            return c->head_req ? 1 : 0;
+        u->discard = 1;
+        if (status == 421) {
+            exclude_primary(c);
+            c->give_up = c->attempts >= 2; /* re-resolved and retried once already (SPEC §2 step 9) */
         }
+        return c->head_req ? 1 : 0;
     }
     bool no_body = c->head_req || status == 204 || status == 304;
     if (no_body)
