@@ -779,6 +779,20 @@ static int req_headers_complete(llhttp_t *p)
         client_error(c, 400, "only HTTP/1.x is spoken here", NULL);
         return HPE_USER;
     }
+    /* absolute-form (RFC 9112 §3.2.2): the app gets origin-form, routing sees the path */
+    const char *url = h->buf + h->url_off;
+    size_t skip = h->url_len > 8 && !strncasecmp(url, "http://", 7)    ? 7
+                  : h->url_len > 9 && !strncasecmp(url, "https://", 8) ? 8
+                                                                       : 0;
+    if (skip) {
+        const char *slash = memchr(url + skip, '/', h->url_len - skip);
+        if (!slash) {
+            client_error(c, 400, "bad request: absolute-form target without a path", NULL);
+            return HPE_USER;
+        }
+        h->url_len -= (uint32_t)(slash - url);
+        h->url_off += (uint32_t)(slash - url);
+    }
     proxy_http_request_facts(h, p->http_minor, &facts);
     if (facts.bad) {
         char line[160];

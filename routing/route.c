@@ -151,7 +151,12 @@ struct route_decision route_decide(const struct route_rules *rules, const struct
             d.action = ROUTE_LOCAL;
         return d;
     }
-    if (snap->gate != ROUTE_GATE_OPEN) {
+    /*
+     * Closed: 503. Draining: requests already on an open connection are still served (and the
+     * connection closed after), as nginx and HAProxy do on a graceful stop; new connections are
+     * no longer accepted. Peers see draining as closed (above) and hold for the next primary.
+     */
+    if (snap->gate == ROUTE_GATE_CLOSED) {
         d.action = ROUTE_GATED;
         return d;
     }

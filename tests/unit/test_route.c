@@ -74,8 +74,11 @@ static const struct row table[] = {
     /* 2. gate closed: 503, before always-primary and method */
     {"gate closed read", "GET", "/", P, CLOSED, true, false, false, FWD, ROUTE_GATED, false},
     {"gate closed write", "POST", "/", R, CLOSED, true, false, false, FWD, ROUTE_GATED, true},
+    /* draining: what is already on an open connection is still served; peers see it as closed */
     {"draining always-primary", "GET", "/auth/github/callback", R, DRAIN, true, false, false, FWD,
-     ROUTE_GATED, true},
+     ROUTE_FORWARD, true},
+    {"draining primary, own client", "POST", "/", P, DRAIN, true, false, false, FWD, ROUTE_LOCAL, true},
+    {"draining primary, peer's write", "POST", "/", P, DRAIN, true, true, false, FWD, ROUTE_GATED, true},
     /* 3. always-primary: a GET treated as a write */
     {"always-primary on replica", "GET", "/auth/github/callback", R, OPEN, true, false, false, FWD,
      ROUTE_FORWARD, true},
