@@ -35,6 +35,8 @@ int proxy_head_span(struct head *h, uint32_t *off, uint32_t *len, const char *at
 {
     if (*len == 0)
         *off = (uint32_t)h->len;
+    if (n == 0)
+        return 0;
     if (grow(h, n) < 0)
         return -1;
     memcpy(h->buf + h->len, at, n);
