@@ -1,7 +1,11 @@
 /*
- * The admin listener (SPEC §6) on the control thread: /status, /health,
- * /metrics and POST /handoff. It is off the request path, so libevent's
- * evhttp is good enough here.
+ * The admin listener (SPEC §6) on the control thread: the status page (GET /),
+ * /status, /cluster, /health, /metrics and POST /handoff. It is off the
+ * request path, so libevent's evhttp is good enough here.
+ *
+ * Nothing here waits for Consul: /cluster answers from the catalog's last
+ * reply (consul/consul_catalog.c), which a blocking query on this same loop
+ * keeps fresh while someone is looking.
  */
 #include "proxy/proxy_admin.h"
 
@@ -12,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consul/consul_catalog.h"
 #include "proxy/proxy_log.h"
 #include "routing/route_snapshot.h"
 
@@ -81,9 +86,9 @@ static json_t *status_json(struct proxy_admin *a)
     return root;
 }
 
-static void handle_status(struct evhttp_request *req, struct proxy_admin *a)
+/* Reply with root (consumed) as indented JSON. */
+static void reply_json(struct evhttp_request *req, json_t *root)
 {
-    json_t *root = status_json(a);
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);
     struct evbuffer *b = evbuffer_new();
@@ -100,6 +105,193 @@ static void handle_status(struct evhttp_request *req, struct proxy_admin *a)
     evbuffer_free(b);
 }
 
+static void handle_status(struct evhttp_request *req, struct proxy_admin *a)
+{
+    reply_json(req, status_json(a));
+}
+
+static const char *str_of(const json_t *o, const char *key, const char *dflt)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+static int check_rank(const char *status)
+{
+    if (!strcmp(status, "passing"))
+        return 0;
+    if (!strcmp(status, "warning"))
+        return 1;
+    if (!strcmp(status, "maintenance"))
+        return 2;
+    return 3; /* critical or unknown */
+}
+
+/* This instance as a /cluster row, from the snapshot (used when Consul does not list it). */
+static json_t *self_row(struct proxy_admin *a, const struct cluster_snapshot *s)
+{
+    struct proxy_config *cfg = a->px->cfg;
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[], s:s, s:b, s:b}", "id", cfg->instance,
+                     "region", cfg->region ? cfg->region : "", "address", cfg->advertise, "role",
+                     route_role_str(s->role), "tag", "", "gate", route_gate_str(s->gate), "reason",
+                     s->gate_reason, "check", "none", "checks", "version", LEASEWAY_VERSION, "self", 1,
+                     "registered", 0);
+}
+
+/*
+ * One /v1/health/service entry as a /cluster row. The role comes from the lease as this
+ * instance sees it (the primary/replica tag lags: a dead primary keeps its tag until Consul
+ * reaps it); the gate's reason is the output of the instance's ready check.
+ */
+static json_t *consul_row(const json_t *entry, const struct cluster_snapshot *s, const char *self_id)
+{
+    const json_t *node = json_object_get(entry, "Node");
+    const json_t *svc = json_object_get(entry, "Service");
+    const json_t *meta = json_object_get(svc, "Meta");
+    const json_t *tags = json_object_get(svc, "Tags");
+    const json_t *checks_in = json_object_get(entry, "Checks");
+    const char *id = str_of(svc, "ID", "?");
+    const char *addr = str_of(svc, "Address", "");
+    if (!addr[0])
+        addr = str_of(node, "Address", "?");
+    char address[320];
+    snprintf(address, sizeof(address), strchr(addr, ':') ? "[%s]:%lld" : "%s:%lld", addr,
+             (long long)json_integer_value(json_object_get(svc, "Port")));
+
+    const char *tag = "";
+    size_t i;
+    const json_t *v;
+    json_array_foreach(tags, i, v)
+    {
+        const char *t = json_string_value(v);
+        if (t && (!strcmp(t, "primary") || (!strcmp(t, "replica") && strcmp(tag, "primary"))))
+            tag = t;
+    }
+    const char *role = s->primary_known ? (!strcmp(id, s->primary_id) ? "primary" : "replica")
+                       : tag[0]         ? tag
+                                        : "unknown";
+
+    json_t *checks = json_array();
+    const char *worst = "none", *reason = "";
+    int worst_rank = -1;
+    char ready_suffix[ROUTE_ID_MAX + 16];
+    snprintf(ready_suffix, sizeof(ready_suffix), ":%s:ready", id);
+    json_array_foreach(checks_in, i, v)
+    {
+        const char *status = str_of(v, "Status", "critical");
+        const char *check_id = str_of(v, "CheckID", "");
+        json_array_append_new(checks, json_pack("{s:s, s:s, s:s, s:s}", "id", check_id, "name",
+                                                str_of(v, "Name", check_id), "status", status, "output",
+                                                str_of(v, "Output", "")));
+        if (check_rank(status) > worst_rank) {
+            worst_rank = check_rank(status);
+            worst = status;
+        }
+        size_t cl = strlen(check_id), sl = strlen(ready_suffix);
+        if (cl >= sl && !strcmp(check_id + cl - sl, ready_suffix))
+            reason = str_of(v, "Output", "");
+    }
+    json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:b, s:b}", "id", id,
+                            "node", str_of(node, "Node", ""), "region", str_of(meta, "region", ""), "address",
+                            address, "role", role, "tag", tag, "gate", str_of(meta, "gate", "unknown"),
+                            "reason", reason, "check", worst, "checks", checks, "version",
+                            str_of(meta, "version", ""), "self", !strcmp(id, self_id), "registered", 1);
+    return row;
+}
+
+static int row_cmp(const void *x, const void *y)
+{
+    const json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+    return strcmp(str_of(a, "id", ""), str_of(b, "id", ""));
+}
+
+/*
+ * GET /cluster: every instance as this one knows it. With the consul lease, the service's
+ * instances from Consul (last reply of the catalog watch); with a static lease, this instance
+ * and its fixed primary.
+ */
+static json_t *cluster_json(struct proxy_admin *a)
+{
+    struct proxy_config *cfg = a->px->cfg;
+    struct cluster_snapshot s;
+    route_snapshot_get(&s);
+    json_t *root = json_object();
+    json_t *rows = json_array();
+    bool have_self = false;
+
+    json_object_set_new(root, "service", json_string(cfg->service));
+    json_object_set_new(root, "self", json_string(cfg->instance));
+    json_object_set_new(root, "primary", s.primary_known ? json_string(s.primary_id) : json_null());
+    if (a->catalog) {
+        struct consul_catalog_view view;
+        consul_catalog_get(a->catalog, &view);
+        json_object_set_new(root, "source", json_string("consul"));
+        json_object_set_new(root, "age_ms", view.age_ms >= 0 ? json_integer(view.age_ms) : json_null());
+        json_object_set_new(root, "error", view.error[0] ? json_string(view.error) : json_null());
+        size_t i, n = json_array_size(view.entries);
+        json_t **sorted = calloc(n ? n : 1, sizeof(*sorted));
+        for (i = 0; sorted && i < n; i++)
+            sorted[i] = consul_row(json_array_get(view.entries, i), &s, cfg->instance);
+        if (sorted) {
+            qsort(sorted, n, sizeof(*sorted), row_cmp);
+            for (i = 0; i < n; i++) {
+                if (!sorted[i])
+                    continue;
+                if (json_is_true(json_object_get(sorted[i], "self"))) {
+                    /* our own gate is fresher here than in Consul */
+                    have_self = true;
+                    json_object_set_new(sorted[i], "gate", json_string(route_gate_str(s.gate)));
+                    json_object_set_new(sorted[i], "reason", json_string(s.gate_reason));
+                }
+                json_array_append_new(rows, sorted[i]);
+            }
+        }
+        free(sorted);
+        json_decref(view.entries);
+    } else {
+        json_object_set_new(root, "source", json_string("static"));
+        json_object_set_new(root, "age_ms", json_integer(0));
+        json_object_set_new(root, "error", json_null());
+        if (s.primary_known && strcmp(s.primary_id, cfg->instance) != 0)
+            json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[], s:s, s:b, "
+                                                  "s:b}",
+                                                  "id", s.primary_id, "region", "", "address", s.primary_url,
+                                                  "role", "primary", "tag", "", "gate", "unknown", "reason",
+                                                  "fixed by --static-primary", "check", "none", "checks",
+                                                  "version", "", "self", 0, "registered", 0));
+    }
+    if (!have_self)
+        json_array_append_new(rows, self_row(a, &s));
+    json_object_set_new(root, "instances", rows);
+    return root;
+}
+
+static void handle_cluster(struct evhttp_request *req, struct proxy_admin *a)
+{
+    reply_json(req, cluster_json(a));
+}
+
+static void handle_page(struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    evbuffer_add_reference(b, proxy_admin_page, strlen(proxy_admin_page), NULL, NULL);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    /* everything is inline; nothing may be loaded from elsewhere, and no one may frame the handoff button */
+    evhttp_add_header(h, "Content-Security-Policy",
+                      "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                      "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+                      "frame-ancestors 'none'");
+    evhttp_add_header(h, "X-Frame-Options", "DENY");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+    reply(req, 200, "text/html; charset=utf-8", b);
+    evbuffer_free(b);
+}
+
 static void handle_health(struct evhttp_request *req)
 {
     struct cluster_snapshot s;
@@ -111,6 +303,19 @@ static void handle_health(struct evhttp_request *req)
     char line[ROUTE_REASON_MAX + 32];
     snprintf(line, sizeof(line), "%s: %s", route_gate_str(s.gate), s.gate_reason);
     reply_text(req, 503, line);
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void label_value(struct evbuffer *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            evbuffer_add_printf(b, "\\%c", *v);
+        else if (*v == '\n')
+            evbuffer_add(b, "\\n", 2);
+        else
+            evbuffer_add(b, v, 1);
+    }
 }
 
 static void metric_header(struct evbuffer *b, const char *name, const char *type, const char *help)
@@ -184,6 +389,37 @@ static void handle_metrics(struct evhttp_request *req, struct proxy_admin *a)
     metric_header(b, "leaseway_consul_errors_total", "counter", "Failed Consul requests.");
     evbuffer_add_printf(b, "leaseway_consul_errors_total %llu\n",
                         (unsigned long long)(a->consul_errors_cb ? a->consul_errors_cb(a->cb_arg) : 0));
+    if (!strcmp(px->cfg->lease, "consul")) {
+        metric_header(b, "leaseway_consul_reachable", "gauge",
+                      "1 while the last Consul request got an answer.");
+        evbuffer_add_printf(b, "leaseway_consul_reachable %d\n", s.consul_reachable);
+    }
+
+    /* read racily, like the counters: a size_t load is atomic on every target we build for */
+    uint64_t held = 0;
+    for (size_t i = 0; i < px->nworkers; i++)
+        held += __atomic_load_n(&px->workers[i].nheld, __ATOMIC_RELAXED);
+    metric_header(b, "leaseway_held_requests", "gauge",
+                  "Writes waiting for a primary to appear (--hold-timeout).");
+    evbuffer_add_printf(b, "leaseway_held_requests %llu\n", (unsigned long long)held);
+    metric_header(b, "leaseway_hold_limit", "gauge",
+                  "Writes that may wait for a primary at once (all workers); more are answered 503.");
+    evbuffer_add_printf(b, "leaseway_hold_limit %llu\n", (unsigned long long)PROXY_HOLD_MAX * px->nworkers);
+
+    struct proxy_config *cfg = px->cfg;
+    metric_header(b, "leaseway_info", "gauge", "Always 1; labels say which leaseway this is.");
+    evbuffer_add_printf(b, "leaseway_info{version=\"");
+    label_value(b, LEASEWAY_VERSION);
+    evbuffer_add_printf(b, "\",instance=\"");
+    label_value(b, cfg->instance);
+    evbuffer_add_printf(b, "\",region=\"");
+    label_value(b, cfg->region ? cfg->region : "");
+    evbuffer_add_printf(b, "\",lease=\"");
+    label_value(b, cfg->lease);
+    evbuffer_add_printf(b, "\"} 1\n");
+    metric_header(b, "leaseway_start_time_seconds", "gauge",
+                  "When this process started, in seconds since the epoch.");
+    evbuffer_add_printf(b, "leaseway_start_time_seconds %.3f\n", (double)px->started_ms / 1000.0);
     reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
     evbuffer_free(b);
 }
@@ -219,10 +455,13 @@ static void handle(struct evhttp_request *req, void *arg)
         handle_health(req);
     else if (!strcmp(path, "/metrics"))
         handle_metrics(req, a);
-    else if (!strcmp(path, "/") && a->page_cb)
-        a->page_cb(a->cb_arg, req);
+    else if (!strcmp(path, "/cluster"))
+        handle_cluster(req, a);
+    else if (!strcmp(path, "/") || !strcmp(path, "/index.html"))
+        handle_page(req);
     else
-        reply_text(req, 404, "not found: try /status, /health, /metrics or POST /handoff");
+        reply_text(req, 404,
+                   "not found: try / (status page), /status, /cluster, /health, /metrics or POST /handoff");
 }
 
 int proxy_admin_start(struct proxy_admin *a, struct event_base *base, const char *hostport)
@@ -243,6 +482,12 @@ int proxy_admin_start(struct proxy_admin *a, struct event_base *base, const char
         a->http = NULL;
         return -1;
     }
+    struct proxy_config *cfg = a->px->cfg;
+    /* without it the page shows this instance only; the proxy itself does not need it */
+    if (!strcmp(cfg->lease, "consul") &&
+        !(a->catalog = consul_catalog_new(base, cfg->consul_addr, cfg->service)))
+        proxy_log_warn("status page: cannot watch the service in Consul; showing this instance only",
+                       "service=%s", cfg->service);
     return 0;
 }
 
@@ -251,4 +496,6 @@ void proxy_admin_stop(struct proxy_admin *a)
     if (a->http)
         evhttp_free(a->http);
     a->http = NULL;
+    consul_catalog_free(a->catalog);
+    a->catalog = NULL;
 }

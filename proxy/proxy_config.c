@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "proxy/proxy_log.h"
+
 enum opt_type { OPT_STR, OPT_BOOL, OPT_DUR, OPT_INT, OPT_LIST };
 
 struct opt {
@@ -87,6 +89,9 @@ static const struct opt opts[] = {
     {"drain-timeout", OPT_DUR, O(drain_timeout_ms), "30s", "DUR", "graceful shutdown budget", 0},
     {"log-format", OPT_STR, O(log_format), "text", "FORMAT", "text (logfmt) or json", 0},
     {"log-level", OPT_STR, O(log_level), "info", "LEVEL", "debug, info, warn or error", 0},
+    {"access-log", OPT_STR, O(access_log), "off", "WHERE",
+     "one line per request (format of --log-format, query strings dropped): off, stderr, stdout or a file",
+     0},
     {"header-timeout", OPT_DUR, O(header_timeout_ms), "10s", "DUR",
      "time allowed to receive a request's headers (408 after)", 0},
     {"idle-timeout", OPT_DUR, O(idle_timeout_ms), "60s", "DUR",
@@ -581,6 +586,10 @@ static int finish(struct proxy_config *cfg)
         err("--log-level \"%s\": expected debug, info, warn or error", cfg->log_level);
         return -1;
     }
+    if (!*cfg->access_log) {
+        err("--access-log \"\": expected off, stderr, stdout or a file path");
+        return -1;
+    }
     if (strncmp(cfg->advertise, "http://", 7) && strncmp(cfg->advertise, "https://", 8)) {
         err("--advertise \"%s\": expected an http:// or https:// URL", cfg->advertise);
         return -1;
@@ -656,10 +665,44 @@ void proxy_config_usage(FILE *out)
             fprintf(out, ", default %s", o->def);
         fputc('\n', out);
     }
+    fprintf(out,
+            "\nConsul client environment (as for the consul CLI; used by run and status):\n"
+            "  CONSUL_HTTP_ADDR\n      default for --consul-addr: http://, https:// or unix://PATH\n"
+            "  CONSUL_HTTP_TOKEN\n      ACL token, sent as X-Consul-Token; never printed or logged\n"
+            "  CONSUL_HTTP_TOKEN_FILE\n      file holding the token; wins over CONSUL_HTTP_TOKEN; re-read on "
+            "403\n"
+            "  CONSUL_HTTP_AUTH\n      user:pass for HTTP basic authentication\n"
+            "  CONSUL_HTTP_SSL\n      true: use https with an http:// or bare address\n"
+            "  CONSUL_HTTP_SSL_VERIFY\n      false: do not verify Consul's certificate (testing only)\n"
+            "  CONSUL_CACERT\n      CA certificate file that signed Consul's certificate\n"
+            "  CONSUL_CAPATH\n      directory of CA certificates\n"
+            "  CONSUL_CLIENT_CERT\n      client certificate for mutual TLS (with CONSUL_CLIENT_KEY)\n"
+            "  CONSUL_CLIENT_KEY\n      its private key\n"
+            "  CONSUL_TLS_SERVER_NAME\n      name to send (SNI) and verify instead of the address's host\n"
+            "  CONSUL_NAMESPACE\n      Consul Enterprise namespace (?ns=)\n"
+            "  CONSUL_PARTITION\n      Consul Enterprise admin partition (?partition=)\n"
+            "\nFly.io environment (defaults only; flags, LEASEWAY_* and the file win):\n"
+            "  FLY_MACHINE_ID\n      default --instance\n"
+            "  FLY_REGION\n      default --region\n"
+            "  PRIMARY_REGION\n      with FLY_REGION: default --candidate (true only in the primary region)\n"
+            "  FLY_APP_NAME\n      default --service\n"
+            "\nExamples:\n"
+            "  leaseway run --target 127.0.0.1:3000\n"
+            "      a plain reverse proxy; this instance is the primary\n"
+            "  leaseway run --lease-key epic/primary --target 127.0.0.1:3001 \\\n"
+            "      --migrations prisma:/litefs/sqlite.db:/app/prisma/migrations\n"
+            "      hold the lease in Consul; gate traffic until Prisma's migrations are applied\n"
+            "  leaseway run --config /etc/leaseway.yml --check\n"
+            "      validate a configuration and print the effective settings\n"
+            "\nAdmin listener: GET / (status page), /status, /cluster, /health, /metrics; POST /handoff.\n");
 }
 
-static void print_yaml_str(const char *s)
+static void print_yaml_str(const char *raw)
 {
+    char buf[2048];
+    snprintf(buf, sizeof(buf), "%s", raw);
+    proxy_log_scrub(buf); /* an address may carry user:pass@ */
+    const char *s = buf;
     putchar('"');
     for (; *s; s++) {
         if (*s == '"' || *s == '\\')
@@ -709,5 +752,25 @@ void proxy_config_print(const struct proxy_config *cfg)
         }
         }
         printf("  # %s\n", src_names[cfg->source[i]]);
+    }
+    /* the Consul client environment: whether it is set, never the token itself */
+    static const char *const consul_env[] = {
+        "CONSUL_HTTP_ADDR",   "CONSUL_HTTP_TOKEN",      "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_AUTH",
+        "CONSUL_HTTP_SSL",    "CONSUL_HTTP_SSL_VERIFY", "CONSUL_CACERT",          "CONSUL_CAPATH",
+        "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY",      "CONSUL_TLS_SERVER_NAME", "CONSUL_NAMESPACE",
+        "CONSUL_PARTITION"};
+    for (size_t i = 0; i < sizeof(consul_env) / sizeof(consul_env[0]); i++) {
+        const char *v = getenv(consul_env[i]);
+        if (!v || !*v)
+            continue;
+        bool secret =
+            !strcmp(consul_env[i], "CONSUL_HTTP_TOKEN") || !strcmp(consul_env[i], "CONSUL_HTTP_AUTH");
+        printf("# env %s: ", consul_env[i]);
+        if (secret)
+            printf("\"<redacted>\"\n");
+        else {
+            print_yaml_str(v);
+            putchar('\n');
+        }
     }
 }

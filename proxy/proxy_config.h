@@ -50,6 +50,7 @@ struct proxy_config {
     int64_t drain_timeout_ms;
     char *log_format;
     char *log_level;
+    char *access_log; /* off, stderr, stdout or a file path */
     int64_t header_timeout_ms;
     int64_t idle_timeout_ms;
     int64_t connect_timeout_ms;

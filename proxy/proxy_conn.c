@@ -493,6 +493,7 @@ static int req_message_begin(llhttp_t *p)
     c->req_done = c->resp_done = c->resp_started = 0;
     c->deferred = c->retry_ok = c->was_held = c->from_peer = c->is_write = c->set_cookie = 0;
     c->recent_write = c->fresh_conn = c->txid_checked = c->give_up = 0;
+    c->expect_continue = c->continue_sent = 0;
     c->attempts = 0;
     c->excluded = 0;
     c->status = 0;
@@ -794,6 +795,7 @@ static int req_headers_complete(llhttp_t *p)
         h->url_off += (uint32_t)(slash - url);
     }
     proxy_http_request_facts(h, p->http_minor, &facts);
+    c->expect_continue = facts.expect_continue;
     if (facts.bad) {
         char line[160];
         snprintf(line, sizeof(line), "bad request: %s", facts.bad);
@@ -907,8 +909,17 @@ static int route_and_dispatch(struct client *c)
             return HPE_USER;
         }
         client_set_state(c, CS_BODY);
-        if (c->req_framing != BODY_NONE)
+        if (c->req_framing != BODY_NONE) {
             proxy_timer_set(w, &c->timer, TL_SEND);
+            if (c->expect_continue && c->http_minor >= 1) {
+                /* we take the body ourselves: say so now, rather than let the client wait (RFC 9110 §10.1.1)
+                 */
+                struct evbuffer *out = client_out(c);
+                if (out && evbuffer_add(out, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0)
+                    c->continue_sent = 1;
+                client_flush(c);
+            }
+        }
         return 0;
     default: client_error(c, 500, "unexpected route", NULL); return HPE_USER;
     }
@@ -978,6 +989,7 @@ static int upstream_send_request(struct client *c)
         .chunked = c->req_framing == BODY_CHUNKED,
         .upgrade = c->upgrade_req,
         .passthrough = c->route == ROUTE_PASSTHROUGH,
+        .drop_expect = c->continue_sent,
     };
     if (c->route == ROUTE_FORWARD) {
         rw.forwarded_by = w->px->cfg->instance;

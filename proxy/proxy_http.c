@@ -389,6 +389,8 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
         }
         if (custom && named_by_connection(h, i))
             continue;
+        if (rw->drop_expect && nl == 6 && strncasecmp(n, "expect", 6) == 0)
+            continue;
         if (nl == 4 && strncasecmp(n, "host", 4) == 0) {
             have_host = true;
             host_i = (int)i;

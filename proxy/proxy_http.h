@@ -59,6 +59,7 @@ struct req_rewrite {
     bool upgrade;              /* pass Connection: upgrade + Upgrade */
     bool passthrough;          /* only hop-by-hop handling, nothing added or removed */
     bool from_peer;            /* forwarded by another leaseway: X-Forwarded-* are already right */
+    bool drop_expect;          /* the body is already here: no Expect: 100-continue for the app */
     const char *forwarded_by;  /* to a peer: our instance ID (Leaseway-Forwarded-By) */
     const char *peer_token;    /* to a peer: Leaseway-Peer-Auth, NULL without a secret */
 };
