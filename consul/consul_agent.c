@@ -283,7 +283,12 @@ static void compute_state(struct consul_agent *a, struct consul_state *st)
         snprintf(st->primary_url, sizeof(st->primary_url), "%s", a->cfg.advertise);
         if (watcher_is_named(a) && a->holder.advertise_url[0] && a->cfg.advertise[0] == '\0')
             snprintf(st->primary_url, sizeof(st->primary_url), "%s", a->holder.advertise_url);
-    } else if (a->holder_session[0] && a->holder_valid && strcmp(a->holder_session, a->session) != 0) {
+    } else if (a->holder_session[0] && a->holder_valid && strcmp(a->holder_session, a->session) != 0 &&
+               !(a->cfg.candidate && strcmp(a->holder.hostname, a->cfg.instance) == 0)) {
+        /*
+         * (A key that names this candidate but not its current session is its own old tenure,
+         * not yet seen to vanish: no primary is known, rather than forwarding writes to itself.)
+         */
         st->primary_known = true;
         snprintf(st->primary_id, sizeof(st->primary_id), "%s", a->holder.hostname);
         if (strcmp(a->holder.hostname, a->cfg.instance) != 0 && a->cfg.peer_url_template != NULL) {
@@ -922,6 +927,13 @@ static void give_up_session(struct consul_agent *a, const char *why)
     if (a->lease != CONSUL_LEASE_HANDOFF)
         lease_event(a, CONSUL_LEV_SESSION_LOST);
     publish(a);
+    /* a broken alive chain is often a restarted agent, whose index may be below ours: re-read now */
+    if (a->req[OP_WATCH]) {
+        consul_http_cancel(a->req[OP_WATCH]);
+        a->req[OP_WATCH] = NULL;
+    }
+    a->watch_index = 0;
+    watch_start(a);
 }
 
 /*

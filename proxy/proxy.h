@@ -165,7 +165,7 @@ struct client {
     unsigned recent_write : 1;     /* carries a fresh leaseway_wrote cookie */
     unsigned fresh_conn : 1;       /* retried after a stale pooled connection: use a new one */
     unsigned txid_checked : 1;     /* the __txid wait is over (caught up or given up) */
-    unsigned give_up : 1;          /* a second 421: answer 503 instead of trying again */
+    unsigned give_up : 1;          /* a second 421: only a different primary may have it */
     unsigned expect_continue : 1;  /* Expect: 100-continue */
     unsigned continue_sent : 1;    /* we said 100 Continue ourselves (buffered body) */
 };

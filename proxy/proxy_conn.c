@@ -1445,7 +1445,9 @@ static void upstream_read(struct upstream *u)
                         /* 421 or gate-closed from the primary: wait for another, send again */
                         c->up = NULL;
                         upstream_release(u, c->req_done);
-                        if (c->give_up || hold_enter(c) < 0)
+                        if (c->give_up)
+                            c->excluded_until_ms = INT64_MAX; /* retried once: now only a new primary */
+                        if (hold_enter(c) < 0)
                             client_error(c, 503, "no primary is ready for this write", "Retry-After: 1\r\n");
                         return;
                     }
@@ -1566,7 +1568,8 @@ static int resp_headers_complete(llhttp_t *p)
         u->discard = 1;
         if (status == 421) {
             exclude_primary(c);
-            c->give_up = c->attempts >= 2; /* re-resolved and retried once already (SPEC §2 step 9) */
+            /* retried once already (SPEC §2 step 9): from now on wait for the snapshot to name another */
+            c->give_up = c->attempts >= 2;
         }
         return c->head_req ? 1 : 0;
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPEC §2 step 9: a forwarded write that reaches a proxy which is not the
 # primary is answered 421 before any app sees it; the sender re-resolves and
-# retries once, then gives the client 503 + Retry-After. A forged peer header
+# retries once, then holds the write for a different primary until
+# --hold-timeout, then gives the client 503 + Retry-After. A forged peer header
 # without a secret configured gets the same 421, never the app.
 # Three static-lease proxies: R forwards to M, which believes P is primary.
 set -uo pipefail
@@ -32,7 +33,8 @@ metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k {print
 t0=$(date +%s%N)
 code=$(curl -s -o "$d/body" -D "$d/head" -w '%{http_code}' -X POST -d x "http://127.0.0.1:$pr/upload")
 ms=$((($(date +%s%N) - t0) / 1000000))
-check "the client gets 503 after one retry ($code, ${ms} ms)" '[ "$code" = 503 ] && [ "$ms" -ge 250 ] && [ "$ms" -lt 2500 ]'
+check "the client gets 503 after one retry and the hold timeout ($code, ${ms} ms)" \
+    '[ "$code" = 503 ] && [ "$ms" -ge 2900 ] && [ "$ms" -lt 5000 ]'
 check "... with Retry-After" 'grep -qi "^Retry-After: 1" "$d/head"'
 check "M answered 421 twice, never touching its app" \
     '[ "$(metric "$am" "leaseway_requests_total{route=\"misdirected\",code=\"421\"}")" = 2 ] && [ "$(posts "$upm")" = 0 ]'
