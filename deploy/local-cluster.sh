@@ -41,7 +41,8 @@ IDS=(app-1 app-2 app-3)
 SERVICE=demo
 LEASE_KEY=leaseway/demo/primary
 STATE_ROOT=${XDG_RUNTIME_DIR:-/tmp}
-STATE=${LEASEWAY_CLUSTER_DIR:-$STATE_ROOT/leaseway-cluster}
+DEFAULT_STATE=$STATE_ROOT/leaseway-cluster
+STATE=${LEASEWAY_CLUSTER_DIR:-$DEFAULT_STATE}
 
 MODE=foreground
 REVIVE=
@@ -66,7 +67,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # --- process bookkeeping ---------------------------------------------------
 # Each process NAME has $STATE/pids/NAME.pid, NAME.marker (a string its command
 # line must contain, so a recycled pid is never signalled) and NAME.cmd (its
-# shell-quoted command line, for --revive). Logs: $STATE/logs/NAME.log.
+# shell-quoted command line, for reference). Logs: $STATE/logs/NAME.log.
 
 # launch NAME MARKER CMD... — start CMD in its own session (Ctrl-C in the
 # terminal reaches only this script, which then stops everything in order).
@@ -297,6 +298,11 @@ load_env() {
 
 index_of() { local i; for i in 0 1 2; do [ "${IDS[$i]}" = "$1" ] && { echo "$i"; return 0; }; done; return 1; }
 
+# how to call this script again for this cluster
+self_cmd() {
+  if [ "$STATE" = "$DEFAULT_STATE" ]; then echo "$SELF"; else echo "LEASEWAY_CLUSTER_DIR=$STATE $SELF"; fi
+}
+
 print_howto() {
   local p r pi ri
   p=${PRIMARY:-app-1}
@@ -328,7 +334,7 @@ Try (the primary is $p now):
   dig @127.0.0.1 -p $DNS_PORT +short primary.$SERVICE.service.consul
   curl -X POST http://${IPS[$pi]}:$ADMIN_PORT/handoff           # planned handover: another instance takes the lease
   kill \$(cat $STATE/pids/leaseway-$p.pid)        # unplanned: stop the primary's proxy, watch the failover
-  $SELF --revive $p                      # ... and bring it back (as a replica)
+  $(self_cmd) --revive $p                      # ... and bring it back (as a replica)
 
 Logs: $STATE/logs/   (leaseway-app-N.log, app-db-app-N.log, consul.log)
 EOF
@@ -341,7 +347,7 @@ ok() { SMOKE_PASSES=$((SMOKE_PASSES + 1)); printf 'ok   - %s\n' "$*"; }
 bad() { SMOKE_FAILS=$((SMOKE_FAILS + 1)); printf 'FAIL - %s\n' "$*"; }
 
 # jget JSON EXPR — evaluate a python expression on the parsed JSON (as j).
-jget() { "$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print("" if v is None else v)' "$1" "$2" 2>/dev/null; }
+jget() { "$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print("" if v is None else v)' "$1" "$2" 2>/dev/null || true; }
 http() { "$PY" "$DEMO/cluster.py" "$@"; }
 
 smoke() {
@@ -419,20 +425,39 @@ smoke() {
   else
     bad "admin /status on ${IDS[0]}: want instance=${IDS[0]} primary.id=$p consul.reachable=true; got $out"
   fi
-  if out=$("$BIN" status --consul-addr "$CONSUL_ADDR" --service "$SERVICE" 2>&1); then
-    local rows prim
-    rows=$(printf '%s\n' "$out" | grep -cE "^ *(${IDS[0]}|${IDS[1]}|${IDS[2]})\b" || true)
-    prim=$(printf '%s\n' "$out" | grep -E "^ *$p\b" | grep -cw primary || true)
-    if [ "$rows" = 3 ] && [ "$prim" = 1 ] && [ "$(printf '%s\n' "$out" | grep -cw primary)" = 1 ]; then
-      ok "leaseway status: 3 instances, $p primary"
+  if out=$("$BIN" status --json --consul-addr "$CONSUL_ADDR" --service "$SERVICE" 2>&1); then
+    local roles
+    roles=$(jget "$out" '" ".join(sorted("%s=%s/%s" % (e["id"], e["role"], e.get("check")) for e in j))')
+    local want
+    want=$(for i in 0 1 2; do
+      if [ "$i" = "$pi" ]; then echo "${IDS[$i]}=primary/passing"; else echo "${IDS[$i]}=replica/passing"; fi
+    done | paste -sd' ')
+    if [ "$roles" = "$want" ]; then
+      ok "leaseway status --json: $roles"
     else
-      bad "leaseway status: want 3 rows, only $p primary; got:"$'\n'"$out"
+      bad "leaseway status --json: want $want; got ${roles:-$out}"
     fi
   else
-    bad "leaseway status exited non-zero: $out"
+    bad "leaseway status --json exited non-zero: $out"
+  fi
+  if out=$("$BIN" status --consul-addr "$CONSUL_ADDR" --service "$SERVICE" 2>&1) &&
+    [ "$(printf '%s\n' "$out" | grep -cE "^(${IDS[0]}|${IDS[1]}|${IDS[2]}) ")" = 3 ]; then
+    ok "leaseway status: a table with the 3 instances"
+  else
+    bad "leaseway status: want a row per instance; got: $out"
   fi
 
-  # 6. planned handover: /handoff on the primary, another takes over.
+  # 6. Consul DNS names the primary.
+  if command -v dig >/dev/null 2>&1; then
+    out=$(dig +short +time=2 +tries=2 @127.0.0.1 -p "$DNS_PORT" "primary.$SERVICE.service.consul" A 2>&1) || true
+    if [ "$out" = "${IPS[$pi]}" ]; then
+      ok "DNS primary.$SERVICE.service.consul -> $out ($p)"
+    else
+      bad "DNS primary.$SERVICE.service.consul: want ${IPS[$pi]} ($p); got '$out'"
+    fi
+  fi
+
+  # 7. planned handover: /handoff on the primary, another takes over.
   local t0 np
   t0=$(now_ms)
   code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST "http://${IPS[$pi]}:$ADMIN_PORT/handoff") || code=000
@@ -523,7 +548,7 @@ start_all || exit 1
 case $MODE in
   detach)
     print_howto
-    echo "Running in the background. Stop it with: $SELF --stop"
+    echo "Running in the background. Stop it with: $(self_cmd) --stop"
     exit 0
     ;;
   smoke)

@@ -198,6 +198,8 @@ def main():
     sys.stderr.flush()
     srv.serve_forever(poll_interval=0.2)
     srv.server_close()
+    with srv.store.lock:
+        srv.store.db.close()  # checkpoints the WAL
 
 
 if __name__ == "__main__":

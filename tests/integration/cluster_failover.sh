@@ -14,7 +14,8 @@
 #      false; agent restarted (state lost) -> instances re-register by
 #      themselves: 3 in the catalog, one tagged primary
 #
-# Prints "FIGURE name=ms" lines for the measured times. Bounded: 180 s.
+# Prints "FIGURE name=ms" lines for the measured times. Bounded: 170 s.
+# CLUSTER_FAILOVER_ROUNDS=10 repeats steps 2-3 ten times and adds median/max.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,8 +27,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 DEMO=$LEASEWAY_SRC/deploy/demo-app
+export PYTHONDONTWRITEBYTECODE=1
 CL=("$PY" "$DEMO/cluster.py")
-DEADLINE=${CLUSTER_FAILOVER_DEADLINE:-180}
+ROUNDS=${CLUSTER_FAILOVER_ROUNDS:-1} # SIGTERM + SIGKILL rounds (10 for tests/bench figures)
+DEADLINE=${CLUSTER_FAILOVER_DEADLINE:-$((150 + 20 * ROUNDS))}
 
 # Hard bound on the whole test (same watchdog as consul_dev.sh).
 (
@@ -53,7 +56,7 @@ bad() { FAILS=$((FAILS + 1)); printf 'FAIL - %s\n' "$*"; }
 figure() { printf 'FIGURE %s=%s\n' "$1" "$2"; FIGURES+=("$1=$2"); }
 FIGURES=()
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-jget() { "$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print("" if v is None else v)' "$1" "$2" 2>/dev/null; }
+jget() { "$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print("" if v is None else v)' "$1" "$2" 2>/dev/null || true; }
 
 DIR=$(mktmp cluster-failover)
 SERVICE=lwtest-$$
@@ -103,7 +106,7 @@ start_lw() {
   "$LEASEWAY_BIN" run --lease consul --lease-key "$LEASE_KEY" --instance "${IDS[$i]}" --region local \
     --listen "${IPS[$i]}:$PUB" --target "${IPS[$i]}:$APP" --admin "${IPS[$i]}:$ADM" \
     --advertise "http://${IPS[$i]}:$PUB" --consul-addr "$CONSUL_ADDR" --service "$SERVICE" \
-    --lease-ttl 10s --lock-delay 1s --drain-timeout 5s \
+    --lease-ttl 10s --lock-delay 1s --drain-timeout 5s --hold-timeout 2s \
     >>"$DIR/lw-${IDS[$i]}.log" 2>&1 </dev/null &
   LW_PID[i]=$!
   register_pid "${LW_PID[$i]}"
@@ -115,7 +118,7 @@ show_logs() {
     tail -n 25 "$DIR/lw-${IDS[$i]}.log" >&2 || true
   done
 }
-trap 'rc=$?; [ $rc -eq 0 ] || show_logs; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; [ $rc -eq 0 ] || show_logs; (exit $rc); cleanup' EXIT
 
 # primary_idx: index of the instance all answering instances agree on.
 current_primary() {
@@ -168,75 +171,93 @@ if out=$("${CL[@]}" catalog --consul "$CONSUL_ADDR" --service "$SERVICE" --want 
 else
   bad "catalog: $out"
 fi
-if out=$(curl -s -m 2 "$CONSUL_ADDR/v1/health/service/$SERVICE?passing") &&
-  [ "$(jget "$out" 'len(j)')" = 3 ]; then
+passing3() { [ "$(jget "$(curl -s -m 2 "$CONSUL_ADDR/v1/health/service/$SERVICE?passing")" 'len(j)')" = 3 ]; }
+if wait_for passing3 3 0.1; then
   ok "health: all 3 instances passing (alive + ready checks)"
 else
+  out=$(curl -s -m 2 "$CONSUL_ADDR/v1/health/service/$SERVICE")
   bad "health: want 3 passing instances of $SERVICE; got $(jget "$out" '[(e["Service"]["ID"], [(c["CheckID"], c["Status"]) for c in e["Checks"]]) for e in j]')"
 fi
 
-# --- 2. SIGTERM the primary ----------------------------------------------
-OLD=$P
-mapfile -t OTH < <(others "$OLD")
-if out=$("${CL[@]}" wait-primary --timeout 10 --kill "${LW_PID[$OLD]}" --sig TERM --not "${IDS[$OLD]}" --min 2 "${OTH[@]}" 2>&1); then
-  P=$(idx_of "$(jget "$out" 'j["primary"]')")
-  ms=$(jget "$out" 'j["ms"]')
-  figure sigterm_failover_ms "$ms"
-  if [ "$ms" -le 1000 ]; then
-    ok "SIGTERM ${IDS[$OLD]}: ${IDS[$P]} primary and answering after ${ms} ms"
+# --- 2 + 3. SIGTERM, then SIGKILL, the primary (CLUSTER_FAILOVER_ROUNDS times) ---
+SIGTERM_MS=()
+SIGKILL_MS=()
+for round in $(seq 1 "$ROUNDS"); do
+  [ "$ROUNDS" = 1 ] || echo "# round $round of $ROUNDS"
+  # --- 2. SIGTERM the primary ----------------------------------------------
+  OLD=$P
+  mapfile -t OTH < <(others "$OLD")
+  if out=$("${CL[@]}" wait-primary --timeout 10 --kill "${LW_PID[$OLD]}" --sig TERM --not "${IDS[$OLD]}" --min 2 "${OTH[@]}" 2>&1); then
+    P=$(idx_of "$(jget "$out" 'j["primary"]')")
+    ms=$(jget "$out" 'j["ms"]')
+    figure sigterm_failover_ms "$ms"
+    SIGTERM_MS+=("$ms")
+    if [ "$ms" -le 1000 ]; then
+      ok "SIGTERM ${IDS[$OLD]}: ${IDS[$P]} primary and answering after ${ms} ms"
+    else
+      bad "SIGTERM ${IDS[$OLD]}: ${IDS[$P]} primary only after ${ms} ms (want <= 1000)"
+    fi
   else
-    bad "SIGTERM ${IDS[$OLD]}: ${IDS[$P]} primary only after ${ms} ms (want <= 1000)"
+    bad "SIGTERM ${IDS[$OLD]}: no new primary within 10 s: $out"
+    P=
   fi
-else
-  bad "SIGTERM ${IDS[$OLD]}: no new primary within 10 s: $out"
-  P=
-fi
-rc=0
-wait_for "! kill -0 ${LW_PID[$OLD]}" 10 0.05 || true
-wait "${LW_PID[$OLD]}" 2>/dev/null || rc=$?
-if kill -0 "${LW_PID[$OLD]}" 2>/dev/null; then
-  bad "SIGTERM ${IDS[$OLD]}: still running 10 s later"
-  kill -KILL "${LW_PID[$OLD]}" 2>/dev/null || true
-elif [ "$rc" = 0 ]; then
-  ok "SIGTERM ${IDS[$OLD]}: exited 0"
-else
-  bad "SIGTERM ${IDS[$OLD]}: exit status $rc (want 0)"
-fi
-if out=$("${CL[@]}" catalog --consul "$CONSUL_ADDR" --service "$SERVICE" --want 2 --timeout 3 2>&1); then
-  ok "catalog after SIGTERM: ${IDS[$OLD]} deregistered, 2 left, one primary"
-else
-  bad "catalog after SIGTERM: want ${IDS[$OLD]} deregistered: $out"
-fi
-start_lw "$OLD"
-if P=$(current_primary 10); then
-  ok "restarted ${IDS[$OLD]}: all three agree, primary ${IDS[$P]}"
-else
-  bad "restarted ${IDS[$OLD]}: no agreement within 10 s"
-  exit 1
-fi
-[ "$P" != "$OLD" ] || bad "restarted ${IDS[$OLD]} took the lease back from a healthy primary"
+  rc=0
+  wait_for "! kill -0 ${LW_PID[$OLD]}" 10 0.05 || true
+  wait "${LW_PID[$OLD]}" 2>/dev/null || rc=$?
+  if kill -0 "${LW_PID[$OLD]}" 2>/dev/null; then
+    bad "SIGTERM ${IDS[$OLD]}: still running 10 s later"
+    kill -KILL "${LW_PID[$OLD]}" 2>/dev/null || true
+  elif [ "$rc" = 0 ]; then
+    ok "SIGTERM ${IDS[$OLD]}: exited 0"
+  else
+    bad "SIGTERM ${IDS[$OLD]}: exit status $rc (want 0)"
+  fi
+  if out=$("${CL[@]}" catalog --consul "$CONSUL_ADDR" --service "$SERVICE" --want 2 --timeout 3 2>&1); then
+    ok "catalog after SIGTERM: ${IDS[$OLD]} deregistered, 2 left, one primary"
+  else
+    bad "catalog after SIGTERM: want ${IDS[$OLD]} deregistered: $out"
+  fi
+  start_lw "$OLD"
+  if P=$(current_primary 10); then
+    ok "restarted ${IDS[$OLD]}: all three agree, primary ${IDS[$P]}"
+  else
+    bad "restarted ${IDS[$OLD]}: no agreement within 10 s"
+    exit 1
+  fi
+  [ "$P" != "$OLD" ] || bad "restarted ${IDS[$OLD]} took the lease back from a healthy primary"
 
-# --- 3. SIGKILL the primary ----------------------------------------------
-OLD=$P
-mapfile -t OTH < <(others "$OLD")
-if out=$("${CL[@]}" wait-primary --timeout 20 --kill "${LW_PID[$OLD]}" --sig KILL --not "${IDS[$OLD]}" --min 2 "${OTH[@]}" 2>&1); then
-  P=$(idx_of "$(jget "$out" 'j["primary"]')")
-  ms=$(jget "$out" 'j["ms"]')
-  figure sigkill_failover_ms "$ms"
-  if [ "$ms" -le 6000 ]; then
-    ok "SIGKILL ${IDS[$OLD]}: ${IDS[$P]} primary and answering after ${ms} ms (limit 6000: alive TTL 3 s + lock-delay 1 s + 1 s + slack)"
+  # --- 3. SIGKILL the primary ----------------------------------------------
+  OLD=$P
+  mapfile -t OTH < <(others "$OLD")
+  if out=$("${CL[@]}" wait-primary --timeout 20 --kill "${LW_PID[$OLD]}" --sig KILL --not "${IDS[$OLD]}" --min 2 "${OTH[@]}" 2>&1); then
+    P=$(idx_of "$(jget "$out" 'j["primary"]')")
+    ms=$(jget "$out" 'j["ms"]')
+    figure sigkill_failover_ms "$ms"
+    SIGKILL_MS+=("$ms")
+    if [ "$ms" -le 6000 ]; then
+      ok "SIGKILL ${IDS[$OLD]}: ${IDS[$P]} primary and answering after ${ms} ms (limit 6000: alive TTL 3 s + lock-delay 1 s + 1 s + slack)"
+    else
+      bad "SIGKILL ${IDS[$OLD]}: ${IDS[$P]} primary only after ${ms} ms (want <= 6000)"
+    fi
   else
-    bad "SIGKILL ${IDS[$OLD]}: ${IDS[$P]} primary only after ${ms} ms (want <= 6000)"
+    bad "SIGKILL ${IDS[$OLD]}: no new primary within 20 s: $out"
   fi
-else
-  bad "SIGKILL ${IDS[$OLD]}: no new primary within 20 s: $out"
-fi
-wait "${LW_PID[$OLD]}" 2>/dev/null || true
-start_lw "$OLD"
-P=$(current_primary 10) || { bad "restarted ${IDS[$OLD]} after SIGKILL: no agreement within 10 s"; exit 1; }
-ok "restarted ${IDS[$OLD]} after SIGKILL: all three agree, primary ${IDS[$P]}"
-"${CL[@]}" catalog --consul "$CONSUL_ADDR" --service "$SERVICE" --want 3 --timeout 5 >/dev/null 2>&1 ||
-  bad "catalog after the restart: want 3 instances, one primary"
+  wait "${LW_PID[$OLD]}" 2>/dev/null || true
+  start_lw "$OLD"
+  P=$(current_primary 10) || { bad "restarted ${IDS[$OLD]} after SIGKILL: no agreement within 10 s"; exit 1; }
+  ok "restarted ${IDS[$OLD]} after SIGKILL: all three agree, primary ${IDS[$P]}"
+  "${CL[@]}" catalog --consul "$CONSUL_ADDR" --service "$SERVICE" --want 3 --timeout 5 >/dev/null 2>&1 ||
+    bad "catalog after the restart: want 3 instances, one primary"
+done
+summary() { # name values...
+  local name=$1
+  shift
+  [ $# -gt 1 ] || return 0
+  figure "${name}_median" "$(printf '%s\n' "$@" | sort -n | "$PY" -c 'import sys,statistics; print(int(statistics.median(int(x) for x in sys.stdin)))')"
+  figure "${name}_max" "$(printf '%s\n' "$@" | sort -n | tail -n 1)"
+}
+summary sigterm_failover_ms "${SIGTERM_MS[@]}"
+summary sigkill_failover_ms "${SIGKILL_MS[@]}"
 
 # --- 4. SIGSTOP the primary (hung, not dead) -------------------------------
 OLD=$P
@@ -423,6 +444,20 @@ for i in 0 1 2; do
   fi
 done
 
+# The primary cannot feed its alive check any more: it must be fenced (SPEC
+# §5), so a write sent to it, or forwarded to it, is refused, not applied.
+for i in "$P" $(((P + 1) % 3)); do
+  id="agent-down-$i-$$"
+  out=$("${CL[@]}" post "http://${IPS[$i]}:$PUB/write" "{\"id\":\"$id\"}")
+  code=$(jget "$out" 'j["code"]')
+  rows=$("${CL[@]}" get "http://${IPS[$P]}:$APP/writes")
+  if [ -n "$code" ] && [ "$code" -ge 500 ] && [ -z "$(jget "$rows" '"x" if any(w["id"] == "'"$id"'" for w in j["body"]["writes"]) else ""')" ]; then
+    ok "agent down: a write on ${IDS[$i]}$([ "$i" = "$P" ] && echo ' (the fenced primary)' || echo ' (replica)') is refused ($code) and not applied"
+  else
+    bad "agent down: a write on ${IDS[$i]} answered ${code:-nothing}, want a refusal (fenced primary, SPEC §5); $(jget "$out" 'j.get("body")')"
+  fi
+done
+
 T0=$(now_ms)
 agent_start
 echo "agent restarted (pid $AGENT_PID), $(($(now_ms) - T0)) ms to ready; its state is gone"
@@ -439,11 +474,31 @@ else
 fi
 if out=$("${CL[@]}" wait-status --timeout 10 --expr 'st["consul"]["reachable"] is True' "${SPECS[@]}" 2>&1) &&
   P2=$(current_primary 10); then
-  cat_p=$("${CL[@]}" catalog --consul "$CONSUL_ADDR" --service "$SERVICE" | "$PY" -c 'import json,sys; print(",".join(json.load(sys.stdin)["primary"]))')
+  # Tags follow role changes asynchronously: give the catalog a moment.
+  cat_p=
+  for _ in $(seq 1 30); do
+    cat_p=$("${CL[@]}" catalog --consul "$CONSUL_ADDR" --service "$SERVICE" 2>&1) || true
+    cat_p=$(jget "$cat_p" '",".join(j["primary"])')
+    [ "$cat_p" = "${IDS[$P2]}" ] && break
+    sleep 0.1
+  done
   if [ "$cat_p" = "${IDS[$P2]}" ]; then
     ok "agent restarted: consul reachable again everywhere, all agree on ${IDS[$P2]}, catalog agrees"
   else
     bad "agent restarted: instances agree on ${IDS[$P2]} but the catalog tags '$cat_p'"
+  fi
+  if wait_for passing3 10 0.2; then
+    ok "agent restarted: alive and ready checks passing again on all 3"
+  else
+    bad "agent restarted: not all 3 instances passing their checks within 10 s: $(curl -s -m 2 "$CONSUL_ADDR/v1/health/service/$SERVICE" | "$PY" -c 'import json,sys; print([(e["Service"]["ID"], [(c["CheckID"], c["Status"]) for c in e["Checks"]]) for e in json.load(sys.stdin)])' 2>&1)"
+  fi
+  r=$(((P2 + 1) % 3))
+  t_w=$(date +%H:%M:%S.%3N)
+  out=$("${CL[@]}" post "http://${IPS[$r]}:$PUB/write" "{\"id\":\"after-restart-$$\"}")
+  if [ "$(jget "$out" 'j["code"]')" = 200 ] && [ "$(jget "$out" 'j["body"]["served_by"]')" = "${IDS[$P2]}" ]; then
+    ok "agent restarted: a write via replica ${IDS[$r]} lands on ${IDS[$P2]} again"
+  else
+    bad "agent restarted: a write via ${IDS[$r]} sent at $t_w: want 200 served_by ${IDS[$P2]}; got $out; now: $("${CL[@]}" status "${SPECS[@]}" | paste -sd';')"
   fi
   holder=$(curl -s -m 2 "$CONSUL_ADDR/v1/kv/$LEASE_KEY?raw") || holder=
   if [ "$(jget "$holder" 'j["hostname"]')" = "${IDS[$P2]}" ]; then
