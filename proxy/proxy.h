@@ -52,6 +52,7 @@ enum proxy_timer {
     TL_POOL,     /* upstream: pooled, idle */
     TL_HOLD,     /* client: a write waiting for a primary (--hold-timeout) */
     TL_TXID,     /* client: a read waiting for replication to catch up (--txid-wait) */
+    TL_LINGER,   /* client: answered early and closing; unread body bytes are drained first */
     TL_COUNT
 };
 
@@ -131,9 +132,10 @@ struct client {
     struct evbuffer *body; /* a write's body buffered before dispatch (hold, retry) */
     uint64_t excluded;     /* hash of a primary that answered 421 or was unreachable */
     int64_t excluded_until_ms;
-    uint64_t *txid_want; /* while waiting for LiteFS to catch up: the TXIDs the client saw */
-    int64_t start_ns;    /* request start, for the latency histogram */
-    char ip[46];         /* the client's address, for X-Forwarded-For */
+    int64_t hold_deadline_ms; /* a held write gives up then (set once, kept across retries) */
+    uint64_t *txid_want;      /* while waiting for LiteFS to catch up: the TXIDs the client saw */
+    int64_t start_ns;         /* request start, for the latency histogram */
+    char ip[46];              /* the client's address, for X-Forwarded-For */
     enum client_state state;
     enum route_action route;
     enum body_framing req_framing;
@@ -168,6 +170,7 @@ struct client {
     unsigned give_up : 1;          /* a second 421: only a different primary may have it */
     unsigned expect_continue : 1;  /* Expect: 100-continue */
     unsigned continue_sent : 1;    /* we said 100 Continue ourselves (buffered body) */
+    unsigned lingering : 1;        /* write side shut; reading and discarding until EOF (RFC 9112 §9.6) */
 };
 
 struct ssl_st;
@@ -261,6 +264,8 @@ void proxy_workers_stop(struct proxy *px);   /* close everything now */
 void proxy_workers_notify(struct proxy *px); /* a new snapshot: held requests may go on */
 void proxy_workers_join(struct proxy *px);
 void proxy_timer_set(struct proxy_worker *w, struct tnode *t, enum proxy_timer list);
+/* The same with an explicit deadline, kept in order (for deadlines earlier than now + timeout). */
+void proxy_timer_set_at(struct proxy_worker *w, struct tnode *t, enum proxy_timer list, int64_t deadline_ms);
 void proxy_timer_clear(struct tnode *t);
 void proxy_free_later(struct proxy_worker *w, void *p);
 __attribute__((warn_unused_result)) int proxy_parse_addr(const char *hostport, struct sockaddr_storage *ss,

@@ -470,8 +470,14 @@ int proxy_admin_start(struct proxy_admin *a, struct event_base *base, const char
     const char *colon = strrchr(hostport, ':');
     if (!colon || (size_t)(colon - hostport) >= sizeof(host))
         return -1;
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = '\0';
+    const char *h = hostport;
+    size_t hlen = (size_t)(colon - hostport);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') { /* [::]:9901 */
+        h++;
+        hlen -= 2;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
     a->http = evhttp_new(base);
     if (!a->http)
         return -1;

@@ -300,7 +300,7 @@ static void save_pending(struct client *c, const char *data, size_t len)
 static bool client_may_read(struct client *c)
 {
     if (c->state == CS_CLOSING)
-        return false;
+        return c->lingering;
     if (c->parse_paused || c->state == CS_TUNNEL) {
         /* pipelined or early tunnel bytes: keep a bounded amount */
         if (c->pending_len >= PROXY_RBUF_SIZE)
@@ -322,8 +322,12 @@ static void client_read(struct client *c)
         c->read_blocked = 0;
         ssize_t n = recv(c->fd, w->rbuf, sizeof(w->rbuf), 0);
         if (n > 0) {
-            if (c->state == CS_CLOSING)
-                continue; /* discard: we are closing after a local answer */
+            if (c->state == CS_CLOSING) {
+                /* discard: we are closing after a local answer */
+                if ((size_t)n < sizeof(w->rbuf) && !c->rdhup)
+                    return;
+                continue;
+            }
             if (c->parse_paused && c->state != CS_TUNNEL)
                 save_pending(c, w->rbuf, (size_t)n);
             else
@@ -392,7 +396,21 @@ static void client_flush(struct client *c)
     if (c->timer.list == TL_SEND && c->state != CS_CLOSING)
         proxy_timer_clear(&c->timer);
     if (c->close_after) {
-        proxy_client_close(c);
+        if (c->lingering)
+            return;
+        if (c->req_done || c->eof) {
+            proxy_client_close(c);
+            return;
+        }
+        /*
+         * Answered before the request was read to its end (an error, a replay, a refusal):
+         * closing now could reset the connection and lose the answer in the client's
+         * buffer. Shut our side, read and discard until the client closes (RFC 9112 §9.6).
+         */
+        c->lingering = 1;
+        (void)shutdown(c->fd, SHUT_WR);
+        proxy_timer_set(c->w, &c->timer, TL_LINGER);
+        client_read(c);
         return;
     }
     /* room again: let the upstream go on */
@@ -446,8 +464,10 @@ static void client_feed(struct client *c, const char *data, size_t len)
             upstream_flush(c->up);
         return;
     }
-    if (e == HPE_USER)
-        return; /* a callback already answered */
+    /* a callback already answered (llhttp reports on_headers_complete's refusal as HPE_CB_HEADERS_COMPLETE)
+     */
+    if (e == HPE_USER || c->state == CS_CLOSING)
+        return;
     int status = 400;
     const char *reason = llhttp_get_error_reason(&c->parser);
     proxy_log_debug("bad request", "fd=%d err=%s reason=\"%s\"", c->fd, llhttp_errno_name(e),
@@ -496,6 +516,7 @@ static int req_message_begin(llhttp_t *p)
     c->expect_continue = c->continue_sent = 0;
     c->attempts = 0;
     c->excluded = 0;
+    c->hold_deadline_ms = 0;
     c->status = 0;
     c->route = ROUTE_LOCAL;
     return 0;
@@ -723,7 +744,10 @@ static int hold_enter(struct client *c)
         return -1;
     c->was_held = 1;
     w->nheld++;
-    proxy_timer_set(w, &c->timer, TL_HOLD);
+    /* one --hold-timeout per request, however often it goes back to waiting */
+    if (!c->hold_deadline_ms)
+        c->hold_deadline_ms = proxy_now_ms() + w->tl[TL_HOLD].timeout_ms;
+    proxy_timer_set_at(w, &c->timer, TL_HOLD, c->hold_deadline_ms);
     client_set_state(c, CS_WAIT);
     return 0;
 }
@@ -743,7 +767,6 @@ void proxy_conn_retry_held(struct proxy_worker *w)
             break;
         struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
         bool stop = t == last;
-        int64_t deadline = t->deadline_ms;
         /*
          * A primary that said 421 or could not be reached is skipped until the snapshot names
          * another, or for EXCLUDE_MS: it may just have learnt of its lease later than we did.
@@ -752,11 +775,8 @@ void proxy_conn_retry_held(struct proxy_worker *w)
                         id_hash(w->snap.primary_id) == c->excluded;
         hold_leave(c);
         if (excluded || route_and_dispatch(c) != 0 || c->dead || c->timer.list == TL_HOLD) {
-            if (!c->dead && c->state != CS_CLOSING && !c->up) {
-                /* still waiting: back in line with its first deadline */
-                if (hold_enter(c) == 0)
-                    c->timer.deadline_ms = deadline;
-            }
+            if (!c->dead && c->state != CS_CLOSING && !c->up)
+                (void)hold_enter(c); /* still waiting, with its first deadline */
         }
         if (stop)
             break;
@@ -1696,6 +1716,7 @@ void proxy_timer_expired(struct tnode *t)
         break;
     }
     case TL_IDLE:
+    case TL_LINGER:
     case TL_SEND: {
         struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
         proxy_timer_clear(t);

@@ -114,21 +114,29 @@ static void timestamp(char *ts, size_t size)
     snprintf(ts + tn, size - tn, ".%03ldZ", now.tv_nsec / 1000000);
 }
 
-/* Append s to buf as a JSON string body (no quotes). */
-static size_t json_escape(char *buf, size_t size, size_t n, const char *s, size_t len)
+/*
+ * Append s to buf as a JSON string body (no quotes). ascii: also escape bytes >= 0x80, for input
+ * that is not known to be UTF-8 (request-targets), so that the line stays valid JSON.
+ */
+static size_t json_escape_bytes(char *buf, size_t size, size_t n, const char *s, size_t len, bool ascii)
 {
     for (size_t i = 0; i < len && n + 7 < size; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch == '"' || ch == '\\') {
             buf[n++] = '\\';
             buf[n++] = (char)ch;
-        } else if (ch < 0x20 || ch == 0x7f) {
+        } else if (ch < 0x20 || ch == 0x7f || (ascii && ch >= 0x80)) {
             n += (size_t)snprintf(buf + n, size - n, "\\u%04x", ch);
         } else {
             buf[n++] = (char)ch;
         }
     }
     return n;
+}
+
+static size_t json_escape(char *buf, size_t size, size_t n, const char *s, size_t len)
+{
+    return json_escape_bytes(buf, size, n, s, len, false);
 }
 
 /* logfmt pairs -> JSON members: k=v, k="quoted v" */
@@ -296,7 +304,7 @@ void proxy_log_access(const struct proxy_access *a)
         n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"method\":\"");
         n = json_escape(line, sizeof(line), n, method, strlen(method));
         n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"path\":\"");
-        n = json_escape(line, sizeof(line), n, path, plen);
+        n = json_escape_bytes(line, sizeof(line), n, path, plen, true);
         n += (size_t)snprintf(line + n, sizeof(line) - n,
                               "\",\"query\":%s,\"status\":%d,\"route\":\"%s\",\"upstream\":",
                               query ? "true" : "false", a->status, route);

@@ -89,6 +89,20 @@ void proxy_timer_set(struct proxy_worker *w, struct tnode *t, enum proxy_timer l
     head->prev = t;
 }
 
+void proxy_timer_set_at(struct proxy_worker *w, struct tnode *t, enum proxy_timer list, int64_t deadline_ms)
+{
+    proxy_timer_clear(t);
+    struct tnode *head = &w->tl[list].head, *after = head->prev;
+    while (after != head && after->deadline_ms > deadline_ms)
+        after = after->prev;
+    t->deadline_ms = deadline_ms;
+    t->list = (uint8_t)list;
+    t->prev = after;
+    t->next = after->next;
+    after->next->prev = t;
+    after->next = t;
+}
+
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct proxy_worker *w = arg;
@@ -284,6 +298,7 @@ static int worker_init(struct proxy *px, struct proxy_worker *w, int id)
         [TL_POOL] = PROXY_POOL_IDLE_MS,
         [TL_HOLD] = cfg->hold_timeout_ms > 0 ? cfg->hold_timeout_ms : 1,
         [TL_TXID] = cfg->txid_wait_ms > 0 ? cfg->txid_wait_ms : 1,
+        [TL_LINGER] = 5000,
     };
     memcpy(&w->app.addr, &px->target_addr, px->target_len);
     w->app.addr_len = px->target_len;

@@ -13,13 +13,30 @@
 # caches (~1.5 min downloading modules + 343 s compiling; ~7.7 min CPU), 135 MB
 # binary. Later runs skip it (`consul version` check): whole script ~0.3 s.
 #
+#   * LiteFS (for tests/integration/litefs_*.sh and tests/bench/litefs_side_by_side.sh),
+#     `go install github.com/superfly/litefs/cmd/litefs@v$LITEFS_VERSION` from the
+#     Go module proxy (cgo: go-sqlite3, FUSE via bazil.org/fuse; LiteFS's go.mod has
+#     no replace directives, so no wrapper module is needed), cached OUTSIDE the repo:
+#       ${LEASEWAY_CACHE:-$HOME/.cache/leaseway}/litefs-<version>/litefs
+#       ${LEASEWAY_CACHE:-$HOME/.cache/leaseway}/bin/litefs  (symlink)
+#     plus fuse3 (fusermount3) from Debian when a LiteFS binary is there.
+#     Optional: when the build is impossible the step says why and setup goes on;
+#     the LiteFS tests then run against tests/lib/litefs_standin.py or skip (77).
+#     Build time: not measured here — on this workplace the module proxy answers
+#     403 "This module version is not available" for github.com/superfly/litefs
+#     (every version), so the step ends in ~0.4 s with that message.
+#     LEASEWAY_LITEFS_BIN=<path> uses a LiteFS binary obtained elsewhere (it is
+#     symlinked into the cache's bin/); LEASEWAY_SKIP_LITEFS=1 skips the step;
+#     LEASEWAY_REQUIRE_LITEFS=1 makes a missing LiteFS fatal.
+#
 # Env: LEASEWAY_CACHE (cache dir), LEASEWAY_SKIP_APT=1 (skip the apt part),
 #      LEASEWAY_FORCE_CONSUL_BUILD=1 (rebuild even if the binary works).
-# Last line printed: CONSUL_BIN=<path>
+# Last lines printed: LITEFS_BIN=<path or empty>, CONSUL_BIN=<path>
 set -euo pipefail
 shopt -s inherit_errexit
 
 CONSUL_VERSION=1.22.0   # keep in sync with tests/consul-build/go.mod
+LITEFS_VERSION=0.5.11   # keep in sync with tests/lib/litefs.sh (LFS_VERSION)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${LEASEWAY_CACHE:-$HOME/.cache/leaseway}
@@ -124,10 +141,85 @@ build_consul() {
   CONSUL_BIN=$bin
 }
 
+# --- LiteFS ----------------------------------------------------------------
+# A binary is accepted when it runs `litefs version` and the stamp file written
+# next to it after our build (or LEASEWAY_LITEFS_BIN) names the pinned version.
+litefs_ok() {
+  [ -x "$1" ] && "$1" version >/dev/null 2>&1 || return 1
+  [ "$(cat "$(dirname "$1")/litefs.version" 2>/dev/null)" = "v$LITEFS_VERSION" ]
+}
+
+litefs_fuse_tools() {
+  command -v fusermount3 >/dev/null 2>&1 && return 0
+  [ "${LEASEWAY_SKIP_APT:-0}" = 1 ] && { log "fusermount3 missing (LEASEWAY_SKIP_APT=1): apt-get install fuse3"; return 0; }
+  log "installing fuse3 (fusermount3) for LiteFS"
+  as_root apt-get install -y -qq --no-install-recommends fuse3 >&2 ||
+    { as_root apt-get update -qq && as_root apt-get install -y -qq --no-install-recommends fuse3 >&2; } ||
+    log "could not install fuse3: LiteFS tests will not mount"
+}
+
+build_litefs() {
+  local dir="$CACHE/litefs-$LITEFS_VERSION" bin out rc=0
+  bin="$dir/litefs"
+  LITEFS_BIN=
+  [ "${LEASEWAY_SKIP_LITEFS:-0}" = 1 ] && { log "LiteFS step skipped (LEASEWAY_SKIP_LITEFS=1)"; return 0; }
+  mkdir -p "$dir" "$CACHE/bin"
+  if [ -n "${LEASEWAY_LITEFS_BIN:-}" ]; then
+    [ -x "$LEASEWAY_LITEFS_BIN" ] || { log "LEASEWAY_LITEFS_BIN=$LEASEWAY_LITEFS_BIN is not executable"; return 1; }
+    ln -sfn "$LEASEWAY_LITEFS_BIN" "$CACHE/bin/litefs"
+    LITEFS_BIN=$LEASEWAY_LITEFS_BIN; litefs_fuse_tools; return 0
+  fi
+  if [ "${LEASEWAY_FORCE_LITEFS_BUILD:-0}" != 1 ] && litefs_ok "$bin"; then
+    ln -sfn "$bin" "$CACHE/bin/litefs"
+    LITEFS_BIN=$bin; litefs_fuse_tools; return 0
+  fi
+  command -v go >/dev/null 2>&1 || PATH=$PATH:/usr/local/go/bin
+  command -v go >/dev/null 2>&1 || { log "go not found: no LiteFS (its tests use the stand-in or skip)"; return 0; }
+  command -v gcc >/dev/null 2>&1 || { log "gcc not found (LiteFS needs cgo): no LiteFS"; return 0; }
+
+  exec 8>"$dir/.build.lock"
+  flock 8
+  if [ "${LEASEWAY_FORCE_LITEFS_BUILD:-0}" != 1 ] && litefs_ok "$bin"; then
+    ln -sfn "$bin" "$CACHE/bin/litefs"; exec 8>&-
+    LITEFS_BIN=$bin; litefs_fuse_tools; return 0
+  fi
+  local t0=$SECONDS gobin
+  gobin=$(mktemp -d "$dir/.gobin.XXXXXX")
+  log "building LiteFS v$LITEFS_VERSION with $(go version | cut -d' ' -f3)"
+  # Same flags as LiteFS's own Dockerfile, minus the static link.
+  out=$( CGO_ENABLED=1 GOBIN="$gobin" GOFLAGS="-mod=mod -buildvcs=false" \
+         timeout 1500 nice -n 10 go install -trimpath \
+           -tags osusergo,sqlite_omit_load_extension \
+           -ldflags="-s -w -X main.Version=v$LITEFS_VERSION" \
+           "github.com/superfly/litefs/cmd/litefs@v$LITEFS_VERSION" 2>&1 ) || rc=$?
+  if [ $rc -ne 0 ] || [ ! -x "$gobin/litefs" ]; then
+    rm -rf "$gobin"; exec 8>&-
+    printf '%s\n' "$out" | tail -n 5 | sed 's/^/setup:   /' >&2
+    if grep -qiE '403|not available|forbidden|410 Gone' <<<"$out"; then
+      log "LiteFS v$LITEFS_VERSION is not served by the Go module proxy here: no LiteFS binary;"
+      log "  litefs_* tests run on tests/lib/litefs_standin.py, the side-by-side bench skips"
+    else
+      log "LiteFS build failed (rc $rc): no LiteFS binary"
+    fi
+    [ "${LEASEWAY_REQUIRE_LITEFS:-0}" = 1 ] && return 1
+    return 0
+  fi
+  mv -f "$gobin/litefs" "$bin"; rm -rf "$gobin"
+  echo "v$LITEFS_VERSION" >"$dir/litefs.version"
+  ln -sfn "$bin" "$CACHE/bin/litefs"
+  exec 8>&-
+  log "LiteFS built in $((SECONDS - t0)) s"
+  LITEFS_BIN=$bin
+  litefs_fuse_tools
+}
+
 if [ "${LEASEWAY_SKIP_APT:-0}" != 1 ]; then
   install_apt
   stop_system_services
 fi
 CONSUL_BIN=
 build_consul
+LITEFS_BIN=
+build_litefs
+echo "LITEFS_BIN=$LITEFS_BIN"
 echo "CONSUL_BIN=$CONSUL_BIN"
