@@ -7,6 +7,9 @@
 
 GIB=1073741824
 RSS_LIMIT_KB=$((64 * 1024))
+# Under ASan the quarantine and shadow memory make RSS meaningless: the bound is checked in the normal pass.
+[ -n "${LEASEWAY_UNDER_SANITIZER:-}" ] && RSS_LIMIT_KB=$((4096 * 1024))
+export RSS_LIMIT_KB
 
 start_upstream app
 start_leaseway
