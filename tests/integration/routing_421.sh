@@ -31,7 +31,7 @@ posts() { curl -s "http://127.0.0.1:$1/stats" | python3 -c 'import json,sys; pri
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k {print $2}'; }
 
 t0=$(date +%s%N)
-code=$(curl -s -o "$d/body" -D "$d/head" -w '%{http_code}' -X POST -d x "http://127.0.0.1:$pr/upload")
+code=$(curl -s -m 20 -o "$d/body" -D "$d/head" -w '%{http_code}' -X POST -d x "http://127.0.0.1:$pr/upload")
 ms=$((($(date +%s%N) - t0) / 1000000))
 check "the client gets 503 after one retry and the hold timeout ($code, ${ms} ms)" \
     '[ "$code" = 503 ] && [ "$ms" -ge 2900 ] && [ "$ms" -lt 5000 ]'
@@ -40,10 +40,10 @@ check "M answered 421 twice, never touching its app" \
     '[ "$(metric "$am" "leaseway_requests_total{route=\"misdirected\",code=\"421\"}")" = 2 ] && [ "$(posts "$upm")" = 0 ]'
 check "R's app never saw the write" '[ "$(posts "$upr")" = 0 ]'
 
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Leaseway-Forwarded-By: someone' "http://127.0.0.1:$pm/upload")
+code=$(curl -s -m 20 -o /dev/null -w '%{http_code}' -X POST -H 'Leaseway-Forwarded-By: someone' "http://127.0.0.1:$pm/upload")
 check "a client claiming to be a peer at a non-primary gets 421 ($code), not the app" \
     '[ "$code" = 421 ] && [ "$(posts "$upm")" = 0 ]'
-code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pr/echo")
+code=$(curl -s -m 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pr/echo")
 check "reads still served locally ($code)" '[ "$code" = 200 ]'
 [ "$fails" -eq 0 ] || { tail -n 20 "$d/r.log"; die "$fails check(s) failed"; }
 echo "all checks passed"

@@ -22,7 +22,7 @@ for u in "$up1/echo" "$up2/echo" "$p1/echo" "$p2/echo"; do
     wait_for "curl -sf http://127.0.0.1:$u" 10 || die "127.0.0.1:$u did not come up"
 done
 head -c 100000 /dev/urandom >"$d/body"
-t=$(curl -s -o "$d/out" -w '%{http_code} %{time_total}' -H 'Expect: 100-continue' -X POST --data-binary @"$d/body" \
+t=$(curl -s -m 20 -o "$d/out" -w '%{http_code} %{time_total}' -H 'Expect: 100-continue' -X POST --data-binary @"$d/body" \
     "http://127.0.0.1:$p2/echo")
 code=${t% *}
 secs=${t#* }

@@ -66,21 +66,21 @@ run_replica() { # url, extra env...
 }
 
 run_replica "https://localhost:$tls" SSL_CERT_FILE="$d/ca.pem"
-body=$(curl -s -X POST -d hello "http://127.0.0.1:$p2/echo")
+body=$(curl -s -m 20 -X POST -d hello "http://127.0.0.1:$p2/echo")
 s=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["served_by"])' <<<"$body" 2>/dev/null)
 check "a write forwarded over verified TLS lands on the primary's app ($s)" '[ "$s" = primary-app ]'
 kill $rpid; wait $rpid 2>/dev/null
 
 before=$(app_posts)
 run_replica "https://127.0.0.1:$tls" SSL_CERT_FILE="$d/ca.pem"
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d hello "http://127.0.0.1:$p2/echo")
+code=$(curl -s -m 20 -o /dev/null -w '%{http_code}' -X POST -d hello "http://127.0.0.1:$p2/echo")
 check "a certificate without the URL's name is refused: 503 after the hold ($code)" '[ "$code" = 503 ]'
 check "... and the app never saw it" '[ "$(app_posts)" = "$before" ]'
 check "... the log says why" 'grep -q "TLS handshake with the primary failed" "$d/r.log"'
 kill $rpid; wait $rpid 2>/dev/null
 
 run_replica "https://localhost:$tls" SSL_CERT_FILE=/nonexistent
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d hello "http://127.0.0.1:$p2/echo")
+code=$(curl -s -m 20 -o /dev/null -w '%{http_code}' -X POST -d hello "http://127.0.0.1:$p2/echo")
 check "an untrusted CA is refused: 503 ($code)" '[ "$code" = 503 ]'
 check "... and the app never saw it" '[ "$(app_posts)" = "$before" ]'
 

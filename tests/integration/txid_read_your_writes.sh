@@ -31,33 +31,33 @@ fails=0
 check() { if eval "$2"; then echo "ok   - $1"; else echo "FAIL - $1"; fails=$((fails + 1)); fi; }
 served_by() { python3 -c 'import json,sys; print(json.load(sys.stdin)["served_by"])'; }
 
-h=$(curl -s -D - -o /dev/null -X POST -d x "http://127.0.0.1:$p2/echo")
+h=$(curl -s -m 20 -D - -o /dev/null -X POST -d x "http://127.0.0.1:$p2/echo")
 check "a write through the replica sets __txid from the primary's position" \
     'grep -q "Set-Cookie: __txid=0000000000000010; Path=/; Max-Age=300; HttpOnly; SameSite=Lax" <<<"$h"'
-h=$(curl -s -D - -o /dev/null -H 'X-Forwarded-Proto: https' -X POST -d x "http://127.0.0.1:$p1/echo")
+h=$(curl -s -m 20 -D - -o /dev/null -H 'X-Forwarded-Proto: https' -X POST -d x "http://127.0.0.1:$p1/echo")
 check "... with Secure when the client came over TLS" 'grep -q "SameSite=Lax; Secure" <<<"$h"'
-h=$(curl -s -D - -o /dev/null "http://127.0.0.1:$p2/echo")
+h=$(curl -s -m 20 -D - -o /dev/null "http://127.0.0.1:$p2/echo")
 check "a read sets no __txid" '! grep -qi "__txid" <<<"$h"'
 
-s=$(curl -s -H 'Cookie: a=b; __txid=0000000000000005' "http://127.0.0.1:$p2/echo" | served_by)
+s=$(curl -s -m 20 -H 'Cookie: a=b; __txid=0000000000000005' "http://127.0.0.1:$p2/echo" | served_by)
 check "a read the replica has caught up with is served locally ($s)" '[ "$s" = replica-app ]'
 
 (sleep 0.3; printf '0000000000000010/00000000000000cc\n' >"$d/r/db-pos") &
 t0=$(date +%s%N)
-s=$(curl -s -H 'Cookie: __txid=0000000000000010' "http://127.0.0.1:$p2/echo" | served_by)
+s=$(curl -s -m 20 -H 'Cookie: __txid=0000000000000010' "http://127.0.0.1:$p2/echo" | served_by)
 ms=$((($(date +%s%N) - t0) / 1000000))
 check "a read ahead of the replica waits for it (${ms} ms) and is served locally ($s)" \
     '[ "$s" = replica-app ] && [ "$ms" -ge 250 ] && [ "$ms" -lt 900 ]'
 
 t0=$(date +%s%N)
-code=$(curl -s -o "$d/body" -w '%{http_code}' -H 'Cookie: __txid=00000000000000ff' "http://127.0.0.1:$p2/echo")
+code=$(curl -s -m 20 -o "$d/body" -w '%{http_code}' -H 'Cookie: __txid=00000000000000ff' "http://127.0.0.1:$p2/echo")
 ms=$((($(date +%s%N) - t0) / 1000000))
 s=$(served_by <"$d/body")
 check "a replica still behind after --txid-wait sends the read to the primary ($code, $s, ${ms} ms), never 504" \
     '[ "$code" = 200 ] && [ "$s" = primary-app ] && [ "$ms" -ge 900 ]'
 
 rm -f "$d/r/db-pos"
-code=$(curl -s -o "$d/body" -w '%{http_code}' -H 'Cookie: __txid=0000000000000001' "http://127.0.0.1:$p2/echo")
+code=$(curl -s -m 20 -o "$d/body" -w '%{http_code}' -H 'Cookie: __txid=0000000000000001' "http://127.0.0.1:$p2/echo")
 check "an unreadable position counts as behind, not as an error ($code)" '[ "$code" = 200 ]'
 
 [ "$fails" -eq 0 ] || die "$fails check(s) failed"
