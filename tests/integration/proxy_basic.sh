@@ -89,6 +89,15 @@ with ck.step("request hop-by-hop headers"):
     ck.eq("X-Forwarded-Host from Host", get_headers(H, "x-forwarded-host"), ["example.test"])
     ck.warn("Host passed unchanged to the app", get_headers(H, "host") == ["example.test"], "got %r" % get_headers(H, "host"))
 
+with ck.step("Connection tokens: case and whitespace"):
+    c = Client(port)
+    c.send(b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: Keep-Alive ,  x-hop-b,X-HOP-C\r\n"
+           b"X-Hop-B: 1\r\nx-hop-c: 1\r\nX-Stay: 1\r\n\r\n")
+    H = c.response().json()["headers"]
+    names = [k.lower() for k, v in H]
+    ck.ok("headers named in Connection (any case, odd spacing) stripped", "x-hop-b" not in names and "x-hop-c" not in names, "app got %r" % [k for k in names if k.startswith("x-hop")])
+    ck.eq("others kept", get_headers(H, "x-stay"), ["1"])
+
 with ck.step("request target"):
     # The request target reaches the app byte for byte.
     c = Client(port)

@@ -134,6 +134,18 @@ with ck.step("Content-Length bodies"):
     ck.eq("GET with a Content-Length body: the app gets the body", (r.status, r.json()["body_head"]), (200, "hello"))
     ck.eq("... and the request behind it separately", (r2.status, r2.json()["path"]), (200, "/echo?next"))
 
+with ck.step("header names and codings are case-insensitive"):
+    c = Client(port)
+    c.send(b"POST /echo HTTP/1.1\r\nhost: t\r\nCONTENT-LENGTH: 5\r\n\r\nhello")
+    r = c.response()
+    ck.eq("CONTENT-LENGTH in capitals", (r.status, r.json()["body_head"]), (200, "hello"))
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\ntransfer-encoding: CHUNKED\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    r = c.response()
+    ck.eq("transfer-encoding: CHUNKED", (r.status, r.json()["body_head"]), (200, "hello"))
+    c.send(b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: CLOSE\r\n\r\n")
+    ck.eq("Connection: CLOSE answered", c.response().status, 200)
+    ck.ok("Connection: CLOSE closes", c.closed(3))
+
 with ck.step("chunked responses"):
     c = Client(port)
     c.send(b"GET /chunked?n=70000&size=777 HTTP/1.1\r\nHost: t\r\n\r\n")

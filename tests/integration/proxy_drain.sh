@@ -107,6 +107,24 @@ took=$(px_since "$t")
 check "a request longer than --drain-timeout 1s: exit within 2.5 s (took ${took}s)" px_lt "$took" 2.5
 warn_unless "exit status 0 after the drain timeout (got $LW_EXIT)" [ "$LW_EXIT" = 0 ]
 
+# --- two workers, a request in flight on each ---------------------------------
+LW_WORKERS=2 start_leaseway --drain-timeout 5s
+curls=()
+for i in 1 2 3 4; do
+    curl -s -m 10 -o "$PX_TMP/w$i.json" -w '%{http_code}' "$LW_URL/slow?ms=1200" >"$PX_TMP/w$i.code" &
+    curls+=($!)
+    px_register_pid $!
+done
+sleep 0.4
+t=$(px_now)
+stop_leaseway TERM 8
+took=$(px_since "$t")
+wait "${curls[@]}"
+codes=$(for f in "$PX_TMP"/w?.code; do printf '%s ' "$(cat "$f")"; done)
+expect_eq "--workers 2: four requests in flight all complete after SIGTERM" "$codes" "200 200 200 200 "
+expect_eq "--workers 2: exit status" "$LW_EXIT" 0
+check "--workers 2: exit within 2.5 s (took ${took}s)" px_lt "$took" 2.5
+
 # --- SIGINT ---------------------------------------------------------------------------
 start_leaseway --drain-timeout 5s
 t=$(px_now)

@@ -108,6 +108,23 @@ for i in range(3):
     time.sleep(1.5)
 ck.eq("new client connections after the app closed idle ones: all 200", codes, [200, 200, 200])
 ck.eq("same client connection after the app closed idle ones: all 200", codes2, [200, 200, 200])
+
+# The app closes right after a complete answer (no "Connection: close", as
+# Node does when its keepAliveTimeout fires): that connection must not be
+# reused. With a pause the proxy has seen the FIN; with none it may race,
+# and then only a retry of the idempotent GET on a fresh connection saves it.
+for delay in (0.05, 0.2, 0.0):
+    codes = []
+    for i in range(15):
+        c = Client(port)
+        c.send(b"GET /raw/no_reason HTTP/1.1\r\nHost: t\r\n\r\n"); c.response()
+        time.sleep(delay)
+        c.send(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+        codes.append(c.response().status)
+        c.close()
+    desc = "GET %d ms after the app closed its connection post-answer: 200 every time" % (delay * 1000)
+    bad = [x for x in codes if x != 200]
+    (ck.ok if delay else ck.warn)(desc, not bad, "%d of 15 were %r" % (len(bad), sorted(set(bad))))
 ck.done()
 EOF
 

@@ -14,6 +14,8 @@
 # hung proxy cannot hold a test forever.
 
 PX_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# common.sh (free_port, register_pid, wait_for, mktmp, die; its own EXIT
+# trap, which ours chains to) is used when it is there.
 if [ -f "$PX_LIB_DIR/common.sh" ]; then
     # shellcheck source=/dev/null
     . "$PX_LIB_DIR/common.sh"
@@ -42,7 +44,6 @@ px_die() {
 }
 px_skip() {
     px_log "SKIP: $*"
-    PX_SKIPPED=1
     exit 77
 }
 
@@ -118,7 +119,11 @@ finish() {
     exit 0
 }
 
-px_register_pid() { PX_PIDS+=("$1"); }
+# With common.sh present its register_pid also kills the pid at exit.
+px_register_pid() {
+    PX_PIDS+=("$1")
+    if declare -F register_pid >/dev/null; then register_pid "$1"; fi
+}
 
 px_cleanup() {
     local rc=$?
@@ -153,7 +158,11 @@ px_cleanup() {
     else
         rm -rf "$PX_TMP"
     fi
-    [ -n "$PX_PREV_EXIT_TRAP" ] && eval "$PX_PREV_EXIT_TRAP"
+    # common.sh's cleanup (or any earlier EXIT trap) runs too, seeing our status.
+    if [ -n "$PX_PREV_EXIT_TRAP" ]; then
+        (exit "$rc")
+        eval "$PX_PREV_EXIT_TRAP"
+    fi
     exit "$rc"
 }
 PX_PREV_EXIT_TRAP=$(trap -p EXIT | sed -e "s/^trap -- '//" -e "s/' EXIT\$//")
@@ -183,9 +192,14 @@ px_watchdog
 command -v curl >/dev/null || px_skip "curl not installed"
 [ -x "$LEASEWAY_BIN" ] || px_die "leaseway binary not found at $LEASEWAY_BIN (build first)"
 
-# px_free_port: print a TCP port that was free a moment ago.
+# px_free_port: print a TCP port that was free a moment ago (common.sh's
+# free_port when present: it never hands out the same port twice in a test).
 px_free_port() {
-    "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    if declare -F free_port >/dev/null; then
+        free_port
+    else
+        "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    fi
 }
 
 # px_wait_http URL [SECONDS] [CODE]: wait until URL answers CODE (default 200).
@@ -224,6 +238,7 @@ start_upstream() {
 
 # start_leaseway [extra flags]: leaseway in static mode in front of
 # 127.0.0.1:$UPSTREAM_PORT (or LW_TARGET, or a --target among the flags).
+# LW_WORKERS (1), LW_INSTANCE (i1), LW_REGION (r1) or PX_NO_REGION=1 adjust it.
 # Waits for GET /health on the admin listener to answer 200.
 PX_LW_N=0
 start_leaseway() {
@@ -239,7 +254,9 @@ start_leaseway() {
         [ "$LW_PORT" = "$LW_ADMIN" ] && continue
         LW_LOG="$PX_TMP/leaseway.$PX_LW_N.log"
         local args=(run --listen "127.0.0.1:$LW_PORT" --admin "127.0.0.1:$LW_ADMIN"
-            --workers "${LW_WORKERS:-1}" --instance "${LW_INSTANCE:-i1}" --region "${LW_REGION:-r1}")
+            --workers "${LW_WORKERS:-1}" --instance "${LW_INSTANCE:-i1}")
+        # PX_NO_REGION=1: no --region at all (tests of "Fly-Region when set").
+        [ "${PX_NO_REGION:-0}" = 1 ] || args+=(--region "${LW_REGION:-r1}")
         [ "$has_target" = 1 ] || args+=(--target "$target")
         args+=("$@")
         px_log "starting: leaseway ${args[*]}"

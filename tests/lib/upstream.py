@@ -24,8 +24,14 @@ Endpoints:
   /drop            reads the request, closes without an answer
   /partial?n=N     promises N bytes, sends half, closes
   /raw/CASE        writes a canned (often broken) response, then closes:
-                   garbage, cl_te, dup_cl, bad_chunk, no_length, early_hints
+                   garbage, cl_te, dup_cl, bad_chunk, no_length, trailers,
+                   no_reason, early_hints
   /stats           {"requests": total, "paths": {path: count}} (not counted)
+  /cookies         two Set-Cookie headers (they must not be merged)
+  /trailers        a chunked "hello" with a trailer field, keep-alive
+  /bighead?n=N     a response header of N bytes (X-Big)
+  /early?status=S  answers S at once without reading the request body,
+                   Connection: close, then drains the body (lingering close)
 
 Every response carries X-Served-By: <name>.
 
@@ -34,6 +40,10 @@ Also a generator for the pattern, so tests can compute checksums:
   upstream.py --sha N     prints the sha256 of N pattern bytes
 
 Ready: prints "ready <port>" on stdout and writes the port to --ready-file.
+
+  upstream.py --full-backlog --ready-file F
+      listens with a full accept queue and never accepts: connecting to it
+      hangs (SYNs dropped), for connect-timeout tests.
 """
 
 import argparse
@@ -49,7 +59,7 @@ import time
 import urllib.parse
 
 MAX_LINE = 70000
-MAX_HEADERS = 200
+MAX_HEADERS = 2000
 
 # The byte pattern: a prime-sized pseudo-random block, repeated. The prime
 # period means a lost, repeated or reordered piece changes the checksum.
@@ -448,6 +458,9 @@ RAW = {
     "dup_cl": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
     "bad_chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nxx\r\n0\r\n\r\n",
     "no_length": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello, close-delimited",
+    "trailers": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"
+                b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+    "no_reason": b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok",
     "early_hints": b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
 }
@@ -460,12 +473,45 @@ def h_raw(c, req, path, q):
     raise Closed()
 
 
+def h_trailers(c, req, path, q):
+    c.drain(req)
+    c.head(200, [("Content-Type", "text/plain"), ("Transfer-Encoding", "chunked"), ("Trailer", "X-T")])
+    if req.method != "HEAD":
+        c.send(b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n")
+
+
+def h_cookies(c, req, path, q):
+    c.drain(req)
+    c.respond(req, 200, b"cookies\n", headers=[("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; Path=/; HttpOnly")])
+
+
+def h_bighead(c, req, path, q):
+    c.drain(req)
+    c.respond(req, 200, b"big\n", headers=[("X-Big", "b" * qint(q, "n", 40000))])
+
+
+def h_early(c, req, path, q):
+    status = qint(q, "status", 413)
+    c.keep = False
+    c.respond(req, status, b"early answer\n")
+    # A polite app: stop sending, then read (and drop) what the client still
+    # sends, so that closing does not reset the connection under the answer.
+    c.sock.shutdown(socket.SHUT_WR)
+    c.sock.settimeout(5)
+    try:
+        while c.rfile.read1(1 << 20):
+            pass
+    except OSError:
+        pass
+    raise Closed()
+
+
 def h_stats(c, req, path, q):
     c.drain(req)
     c.json(req, {"requests": c.server.count, "paths": c.server.paths})
 
 
-ROUTES = {"/stats": h_stats, "/echo": h_echo, "/upload": h_upload, "/100": h_100, "/bytes": h_bytes,
+ROUTES = {"/stats": h_stats, "/trailers": h_trailers, "/cookies": h_cookies, "/bighead": h_bighead, "/early": h_early, "/echo": h_echo, "/upload": h_upload, "/100": h_100, "/bytes": h_bytes,
           "/chunked": h_chunked, "/sse": h_sse, "/slow": h_slow, "/hop": h_hop, "/ws": h_ws,
           "/drop": h_drop, "/partial": h_partial}
 
@@ -553,7 +599,23 @@ def main():
                     help="close keep-alive connections idle this many seconds")
     ap.add_argument("--gen", type=int, metavar="N", help="write N pattern bytes to stdout and exit")
     ap.add_argument("--sha", type=int, metavar="N", help="print sha256 of N pattern bytes and exit")
+    ap.add_argument("--full-backlog", action="store_true", help="a port whose connects hang")
     a = ap.parse_args()
+    if a.full_backlog:
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", a.port))
+        lsock.listen(0)
+        port = lsock.getsockname()[1]
+        filler = socket.create_connection(("127.0.0.1", port))  # fills the queue
+        if a.ready_file:
+            with open(a.ready_file + ".tmp", "w") as f:
+                f.write("%d\n" % port)
+            os.rename(a.ready_file + ".tmp", a.ready_file)
+        print("ready %d" % port, flush=True)
+        while True:
+            time.sleep(3600)
+        return
     if a.gen is not None:
         out = sys.stdout.buffer
         try:
