@@ -1,35 +1,62 @@
 /*
  * Gate evaluation: a pure function of the conditions, so the control thread
  * can recompute it after any probe result and publish only real changes.
- * Draining wins over everything; then migrations, then the app's health.
+ * Draining wins over everything; then the first unmet condition in
+ * enum order names the reason ("migrations pending: ...").
  */
 #include "health/health_gate.h"
 
 #include <stdio.h>
+#include <string.h>
+
+/* The words an operator sees in /health, Leaseway-Gate bodies and the ready check. */
+static const char *const blocked_words[HEALTH_COND_COUNT] = {
+    "migrations pending",
+    "migrate command has not succeeded yet",
+    "app not started",
+    "app not healthy",
+};
+
+const char *health_cond_str(enum health_cond c)
+{
+    static const char *const names[HEALTH_COND_COUNT] = {"migrations", "migrate_run", "app_started",
+                                                         "app_healthy"};
+    return (unsigned)c < HEALTH_COND_COUNT ? names[c] : "invalid";
+}
+
+bool health_gate_set(struct health_gate *g, enum health_cond c, bool needed, bool ok, const char *detail)
+{
+    if ((unsigned)c >= HEALTH_COND_COUNT)
+        return false;
+    if (!detail)
+        detail = "";
+    bool changed =
+        g->cond[c].needed != needed || g->cond[c].ok != ok || strcmp(g->cond[c].detail, detail) != 0;
+    g->cond[c].needed = needed;
+    g->cond[c].ok = ok;
+    snprintf(g->cond[c].detail, sizeof(g->cond[c].detail), "%s", detail);
+    return changed;
+}
 
 enum route_gate health_gate_state(const struct health_gate *g, char *reason, size_t size)
 {
-    const char *why = NULL;
-    enum route_gate state = ROUTE_GATE_CLOSED;
+    if (size)
+        reason[0] = '\0';
     if (g->draining) {
-        state = ROUTE_GATE_DRAINING;
-        why = "shutting down";
-    } else if (g->need_migrations && !g->migrations_done) {
-        why = "migrations pending";
-    } else if (g->need_migrate_run && !g->migrate_run_done) {
-        why = "migrate command has not succeeded yet";
-    } else if (g->need_app_health && !g->app_healthy) {
-        why = "app not healthy";
-    } else {
-        state = ROUTE_GATE_OPEN;
+        if (size)
+            snprintf(reason, size, "shutting down");
+        return ROUTE_GATE_DRAINING;
     }
-    if (size) {
-        if (!why)
-            reason[0] = '\0';
-        else if (g->detail[0] && state == ROUTE_GATE_CLOSED)
-            snprintf(reason, size, "%s: %s", why, g->detail);
-        else
-            snprintf(reason, size, "%s", why);
+    for (int c = 0; c < HEALTH_COND_COUNT; c++) {
+        if (!g->cond[c].needed || g->cond[c].ok)
+            continue;
+        if (size) {
+            if (g->cond[c].detail[0])
+                snprintf(reason, size, "%s: %s", blocked_words[c], g->cond[c].detail);
+            else
+                snprintf(reason, size, "%s", blocked_words[c]);
+        }
+        return ROUTE_GATE_CLOSED;
     }
-    return state;
+    return ROUTE_GATE_OPEN;
 }

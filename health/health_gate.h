@@ -1,6 +1,10 @@
 /*
  * The gate (SPEC §4): an instance takes traffic only when every configured
  * condition holds, and never again once it drains.
+ *
+ * A pure value: the control thread owns one, health/ sets conditions as
+ * probes report, and health_gate_state() turns it into the state and the
+ * one-line reason that the snapshot, /health and the Consul ready check show.
  */
 #ifndef LEASEWAY_HEALTH_GATE_H
 #define LEASEWAY_HEALTH_GATE_H
@@ -10,16 +14,28 @@
 
 #include "routing/route-t.h"
 
-struct health_gate {
-    bool need_migrations; /* --migrations is not none */
-    bool migrations_done;
-    bool need_app_health; /* --upstream-health is set */
-    bool app_healthy;
-    bool need_migrate_run; /* primary with --migrate-command: its run must have succeeded */
-    bool migrate_run_done;
-    bool draining;
-    char detail[ROUTE_REASON_MAX]; /* the probe's own words for the current blocker */
+/* What the gate waits for, in the order a reason reports them. */
+enum health_cond {
+    HEALTH_COND_MIGRATIONS = 0, /* --migrations probe says complete */
+    HEALTH_COND_MIGRATE_RUN,    /* primary: --migrate-command succeeded in this tenure */
+    HEALTH_COND_APP_STARTED,    /* `-- app command`: the supervised app was started */
+    HEALTH_COND_APP_HEALTHY,    /* --upstream-health answers 2xx */
+    HEALTH_COND_COUNT
 };
+
+struct health_gate {
+    struct {
+        bool needed;                   /* configured and relevant now */
+        bool ok;                       /* holds */
+        char detail[ROUTE_REASON_MAX]; /* why not, in the probe's words ("" if nothing to add) */
+    } cond[HEALTH_COND_COUNT];
+    bool draining; /* SIGTERM: closed for good */
+};
+
+const char *health_cond_str(enum health_cond c);
+
+/* Set one condition; detail may be NULL. Returns true if anything changed. */
+bool health_gate_set(struct health_gate *g, enum health_cond c, bool needed, bool ok, const char *detail);
 
 /* The gate's state and a one-line reason (empty when open). */
 enum route_gate health_gate_state(const struct health_gate *g, char *reason, size_t size);
