@@ -76,6 +76,13 @@ uint64_t consul_agent_requests(const struct consul_agent *agent);
 const char *consul_agent_lease_state(const struct consul_agent *agent);
 
 /*
+ * Where consul/'s log lines go. line is logfmt starting with msg="..." (never a token); level is
+ * "debug", "info", "warn" or "error". Default (NULL): stderr. Set it once, before consul/ runs.
+ */
+typedef void (*consul_log_sink)(const char *level, const char *line);
+void consul_log_set_sink(consul_log_sink sink);
+
+/*
  * `leaseway status [--json] [--service NAME] [--consul-addr URL] [--lease-key KEY]`:
  * argv holds the arguments after "status" (argv[0] is the first option).
  * Prints the cluster from Consul's health endpoint; returns the process exit code (0, or 1

@@ -12,6 +12,13 @@
 
 #include "consul/consul-int.h"
 
+static consul_log_sink log_sink; /* set once at start-up, before any thread or request */
+
+void consul_log_set_sink(consul_log_sink sink)
+{
+    log_sink = sink;
+}
+
 void consul_log(const char *level, const char *fmt, ...)
 {
     char line[1024];
@@ -20,7 +27,10 @@ void consul_log(const char *level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "level=%s component=consul %s\n", level, line);
+    if (log_sink != NULL)
+        log_sink(level, line);
+    else
+        fprintf(stderr, "level=%s component=consul %s\n", level, line);
 }
 
 int64_t consul_now_ms(void)
