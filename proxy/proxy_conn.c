@@ -156,6 +156,26 @@ static struct evbuffer *client_out(struct client *c)
     return c->out;
 }
 
+/* One access-log line per answered request (--access-log). */
+static void access_log(struct client *c, int status)
+{
+    if (!proxy_log_access_enabled())
+        return;
+    const struct head *h = c->head;
+    struct proxy_access a = {
+        .client_ip = c->ip,
+        .method = llhttp_method_name(llhttp_get_method(&c->parser)),
+        .target = h && h->url_len ? h->buf + h->url_off : NULL,
+        .target_len = h ? h->url_len : 0,
+        .status = status,
+        .route = route_action_str(c->was_held ? ROUTE_HOLD : c->route),
+        .upstream = c->up ? (c->up->target->peer ? c->w->snap.primary_id : "app") : NULL,
+        .duration_ns = proxy_now_ns() - c->start_ns,
+        .from_peer = c->from_peer,
+    };
+    proxy_log_access(&a);
+}
+
 /* Leaving the hold list (dispatched, answered or closed). */
 static void hold_leave(struct client *c)
 {
@@ -261,6 +281,8 @@ static void client_error(struct client *c, int status, const char *reason, const
     c->close_after = 1;
     if (c->start_ns)
         proxy_metrics_request(&c->w->metrics, metrics_route(c), status, proxy_now_ns() - c->start_ns);
+    if (c->start_ns)
+        access_log(c, status);
     c->start_ns = 0;
     hold_leave(c);
     client_set_state(c, CS_CLOSING);
@@ -1669,6 +1691,8 @@ static void exchange_done(struct client *c)
     struct upstream *u = c->up;
     if (c->start_ns)
         proxy_metrics_request(&w->metrics, metrics_route(c), c->status, proxy_now_ns() - c->start_ns);
+    if (c->start_ns)
+        access_log(c, c->status);
     c->start_ns = 0;
     if (c->body) {
         evbuffer_free(c->body);

@@ -369,6 +369,8 @@ int proxy_run(int argc, char **argv)
         goto out_cfg;
     }
     proxy_log_setup(ctl->cfg.log_format, ctl->cfg.log_level);
+    if (proxy_log_access_open(ctl->cfg.access_log) < 0)
+        goto out_cfg;
     ctl->px.cfg = &ctl->cfg;
     ctl->px.nworkers = (size_t)ctl->cfg.workers;
     ctl->px.started_ms = wall_ms();
@@ -470,6 +472,7 @@ out_rules:
     proxy_litefs_free(&ctl->px.litefs);
     proxy_peer_tls_free(&ctl->px);
 out_cfg:
+    proxy_log_access_close();
     proxy_config_free(&ctl->cfg);
     free(ctl);
     return rc;
