@@ -329,6 +329,7 @@ Try (the primary is $p now):
   curl -i -X POST http://${IPS[$ri]}:$PUBLIC_PORT/write     # a write on replica $r: lands on the primary (served_by)
   curl -X POST -d 'id=order-42' http://${IPS[$ri]}:$PUBLIC_PORT/write   # again with the same id: 409 duplicate
   curl http://${IPS[$pi]}:$APP_PORT/writes                 # the primary's own SQLite has the rows (no LiteFS here)
+  open http://${IPS[0]}:$ADMIN_PORT/ in a browser          # the status page: every instance, role, gate; refreshes itself
   curl http://${IPS[0]}:$ADMIN_PORT/status                 # one instance's view (role, primary, lease, consul)
   $BIN status --consul-addr $CONSUL_ADDR --service $SERVICE
   dig @127.0.0.1 -p $DNS_PORT +short primary.$SERVICE.service.consul
