@@ -92,6 +92,7 @@ struct consul_agent {
     bool key_exists;
     char holder_session[SESSION_ID_MAX];
     bool holder_valid; /* holder's value decoded */
+    bool key_was_held; /* the key had a session at the previous watch reply */
     struct consul_lease_value holder;
     uint64_t modify_index;
     char last_value_err[96];
@@ -474,8 +475,16 @@ static void lease_saw_key(struct consul_agent *a)
 {
     if (a->lease == CONSUL_LEASE_INIT || a->lease == CONSUL_LEASE_WATCH_ONLY || stopping(a))
         return;
+    bool was_held = a->key_was_held;
+    a->key_was_held = a->holder_session[0] != '\0';
     if (!a->holder_session[0]) {
-        /* while an acquire retry (lock-delay) is pending, the timer decides */
+        /*
+         * While an acquire retry (lock-delay) is pending, the timer decides; but a key that was
+         * held at our last look has just been freed: try now (a release sets no lock-delay, and
+         * if an invalidation did, Consul says false and the retry timer takes over again).
+         */
+        if (was_held && a->lease == CONSUL_LEASE_STANDBY)
+            evtimer_del(a->ev_lease);
         if (!evtimer_pending(a->ev_lease, NULL) || a->lease == CONSUL_LEASE_HOLDING)
             lease_event(a, CONSUL_LEV_KEY_FREE);
     } else if (a->session[0] && strcmp(a->holder_session, a->session) == 0) {

@@ -161,6 +161,7 @@ struct client {
     unsigned retry_ok : 1;         /* the whole request is buffered: it can be sent again */
     unsigned was_held : 1;         /* waited for a primary (metrics route "held") */
     unsigned attempts : 3;         /* dispatches to a peer so far */
+    unsigned misdirects : 2;       /* 421s received for this request */
     unsigned from_peer : 1;        /* forwarded to us by another leaseway */
     unsigned is_write : 1;         /* routing says it writes */
     unsigned set_cookie : 1;       /* add the leaseway_wrote cookie to the response */
@@ -274,7 +275,6 @@ __attribute__((warn_unused_result)) int proxy_parse_addr(const char *hostport, s
 /* proxy_conn.c */
 void proxy_client_accept(struct proxy_worker *w, int fd, const struct sockaddr_storage *peer);
 void proxy_client_close(struct client *c);
-void proxy_client_drain(struct client *c); /* worker is draining: close if idle */
 void proxy_upstream_close(struct upstream *u);
 void proxy_timer_expired(struct tnode *t);
 void proxy_conn_init_settings(void);

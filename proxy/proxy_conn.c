@@ -50,10 +50,10 @@ static void exchange_done(struct client *c);
 static void client_next(struct client *c);
 
 /* Error cause strings, compared by pointer (STYLE rule 4). */
-static const char err_upstream_connect[] = "the app refused the connection or is unreachable";
-static const char err_upstream_timeout[] = "the app did not answer in time";
-static const char err_upstream_reset[] = "the app closed the connection before a complete response";
-static const char err_upstream_bad[] = "the app sent an invalid response";
+static const char err_upstream_connect[] = "refused the connection or is unreachable";
+static const char err_upstream_timeout[] = "did not answer in time";
+static const char err_upstream_reset[] = "closed the connection before a complete response";
+static const char err_upstream_bad[] = "sent an invalid response";
 
 static const char *client_state_names[CS_COUNT] = {"idle", "head", "body", "wait", "tunnel", "closing"};
 
@@ -67,6 +67,10 @@ static void client_set_state(struct client *c, enum client_state s)
 {
     if (c->state == s)
         return;
+    if (c->state == CS_IDLE)
+        proxy_metrics_add(&c->w->metrics.idle, -1);
+    else if (s == CS_IDLE)
+        proxy_metrics_add(&c->w->metrics.idle, 1);
     proxy_log_debug("conn state", "fd=%d from=%s to=%s", c->fd, client_state_str(c->state),
                     client_state_str(s));
     c->state = s;
@@ -137,6 +141,7 @@ void proxy_client_accept(struct proxy_worker *w, int fd, const struct sockaddr_s
     w->clients = c;
     w->nclients++;
     proxy_metrics_add(&w->metrics.connections, 1);
+    proxy_metrics_add(&w->metrics.idle, 1);
     proxy_metrics_add(&w->metrics.accepted, 1);
     /* a new connection has the header timeout to send its first request */
     proxy_timer_set(w, &c->timer, TL_HEADER);
@@ -228,6 +233,8 @@ void proxy_client_close(struct client *c)
         c->next->prev = c->prev;
     w->nclients--;
     proxy_metrics_add(&w->metrics.connections, -1);
+    if (c->state == CS_IDLE)
+        proxy_metrics_add(&w->metrics.idle, -1);
     proxy_free_later(w, c);
 }
 
@@ -516,13 +523,6 @@ static void client_next(struct client *c)
         client_resume(c);
 }
 
-void proxy_client_drain(struct client *c)
-{
-    if (c->state == CS_IDLE && !c->pending_len)
-        proxy_client_close(c);
-    /* otherwise: the current response goes out with Connection: close */
-}
-
 /* ---- request parser callbacks ---- */
 
 static int req_message_begin(llhttp_t *p)
@@ -537,6 +537,7 @@ static int req_message_begin(llhttp_t *p)
     c->recent_write = c->fresh_conn = c->txid_checked = c->give_up = 0;
     c->expect_continue = c->continue_sent = 0;
     c->attempts = 0;
+    c->misdirects = 0;
     c->excluded = 0;
     c->hold_deadline_ms = 0;
     c->status = 0;
@@ -781,27 +782,25 @@ void proxy_conn_retry_held(struct proxy_worker *w)
     if (head->next == head)
         return;
     route_snapshot_refresh(&w->snap);
-    /* entries that stay are moved behind the marker; stop when we reach it */
-    struct tnode *last = head->prev;
-    for (;;) {
-        struct tnode *t = head->next;
-        if (t == head)
-            break;
+    /* take the whole queue; what must wait again goes back into the (now empty) real one */
+    struct tnode batch = *head;
+    batch.next->prev = &batch;
+    batch.prev->next = &batch;
+    head->next = head->prev = head;
+    while (batch.next != &batch) {
+        struct tnode *t = batch.next;
         struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
-        bool stop = t == last;
         /*
          * A primary that said 421 or could not be reached is skipped until the snapshot names
          * another, or for EXCLUDE_MS: it may just have learnt of its lease later than we did.
          */
         bool excluded = c->excluded && proxy_now_ms() < c->excluded_until_ms && w->snap.primary_known &&
                         id_hash(w->snap.primary_id) == c->excluded;
-        hold_leave(c);
+        hold_leave(c); /* unlinks t from the batch */
         if (excluded || route_and_dispatch(c) != 0 || c->dead || c->timer.list == TL_HOLD) {
             if (!c->dead && c->state != CS_CLOSING && !c->up)
                 (void)hold_enter(c); /* still waiting, with its first deadline */
         }
-        if (stop)
-            break;
     }
 }
 
@@ -992,7 +991,10 @@ static int dispatch(struct client *c)
             if (hold_enter(c) == 0)
                 return 0;
         }
-        client_error(c, 502, err_upstream_connect, NULL);
+        client_error(c, 502,
+                     t->peer ? "the primary's proxy refused the connection or is unreachable"
+                             : "the app refused the connection or is unreachable",
+                     NULL);
         return HPE_USER;
     }
     c->up = u;
@@ -1252,8 +1254,11 @@ static void upstream_fail(struct upstream *u, const char *why)
             return;
     }
     int status = why == err_upstream_timeout ? 504 : 502;
-    proxy_log_info("upstream error", "status=%d reason=\"%s\"", status, why);
-    client_error(c, status, why, NULL);
+    const char *who = u->target->peer ? "the primary's proxy" : "the app";
+    char line[160];
+    snprintf(line, sizeof(line), "%s: %s", who, why);
+    proxy_log_info("upstream error", "status=%d upstream=%s reason=\"%s\"", status, u->target->name, why);
+    client_error(c, status, line, NULL);
 }
 
 /* recv(2) for plain and TLS connections: > 0 bytes, 0 at EOF, -1 with errno (EAGAIN: wait for an edge). */
@@ -1611,7 +1616,9 @@ static int resp_headers_complete(llhttp_t *p)
         if (status == 421) {
             exclude_primary(c);
             /* retried once already (SPEC §2 step 9): from now on wait for the snapshot to name another */
-            c->give_up = c->attempts >= 2;
+            c->give_up = c->misdirects >= 1;
+            if (c->misdirects < 3)
+                c->misdirects++;
         }
         return c->head_req ? 1 : 0;
     }
@@ -1704,7 +1711,12 @@ static void exchange_done(struct client *c)
     }
     head_put(w, c->head);
     c->head = NULL;
-    if (c->close_after_resp || !c->keepalive || w->draining || c->upgrade_req || c->eof) {
+    /*
+     * Close only what the response said it would (Connection: close). A response that went out
+     * promising keep-alive just before draining began must not be followed by a close: the peer
+     * may already be sending its next request on it. Draining answers that one with close.
+     */
+    if (c->close_after_resp || !c->keepalive || c->upgrade_req || c->eof) {
         c->close_after = 1;
         client_set_state(c, CS_CLOSING);
         client_flush(c);

@@ -175,31 +175,53 @@ static void app_stopped(void *arg)
     finish(arg);
 }
 
-/* The lease is given away: stop the app (if supervised), then leave. */
-static void consul_released(void *arg)
+/* Close what is left of the connections, stop the app (if supervised), then leave. */
+static void stop_all(evutil_socket_t fd, short what, void *arg)
 {
     struct control *ctl = arg;
+    (void)fd;
+    (void)what;
+    proxy_workers_stop(&ctl->px);
     health_stop_app(ctl->health, ctl->stop_sig ? ctl->stop_sig : SIGTERM, app_stopped, ctl);
 }
 
-/* Workers are done (or out of time): give the lease away, then leave. */
+/*
+ * The lease is given away. Peers learn it from their watch within milliseconds; until then
+ * they may still send a write on a pooled connection to us, which we now answer 421 (they
+ * retry at the new primary). Closing those connections at once would instead race with such
+ * a write and fail it. So: a short grace (clients' idle keep-alive connections get it too),
+ * then stop.
+ */
+#define RELEASE_GRACE_MS 300
+
+static void consul_released(void *arg)
+{
+    struct control *ctl = arg;
+    struct timeval tv = {0, RELEASE_GRACE_MS * 1000};
+    if (event_base_once(ctl->base, -1, EV_TIMEOUT, stop_all, ctl, &tv) < 0)
+        stop_all(-1, 0, ctl);
+}
+
+/* In-flight requests are done (or out of time): give the lease away, then stop. */
 static void release(struct control *ctl)
 {
     if (ctl->phase >= PHASE_RELEASING)
         return;
     set_phase(ctl, PHASE_RELEASING);
-    proxy_workers_stop(&ctl->px);
     if (ctl->consul)
         consul_agent_shutdown(ctl->consul, consul_released, ctl);
     else
         consul_released(ctl);
 }
 
+/* No request in flight (idle keep-alive connections do not count: see the workers' drain). */
 static bool workers_idle(struct control *ctl)
 {
-    for (size_t i = 0; i < ctl->px.nworkers; i++)
-        if (proxy_metrics_read(&ctl->px.workers[i].metrics.connections) > 0)
+    for (size_t i = 0; i < ctl->px.nworkers; i++) {
+        const struct proxy_metrics *m = &ctl->px.workers[i].metrics;
+        if (proxy_metrics_read(&m->connections) > proxy_metrics_read(&m->idle))
             return false;
+    }
     return true;
 }
 

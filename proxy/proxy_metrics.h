@@ -19,6 +19,7 @@ struct proxy_metrics {
     uint64_t duration_sum_us;
     uint64_t duration_count;
     uint64_t connections; /* open client connections (gauge) */
+    uint64_t idle;        /* of which idle between requests (gauge): draining waits for the others */
     uint64_t accepted;
     uint64_t upstream_connects;
     uint64_t upstream_errors;

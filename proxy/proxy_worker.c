@@ -216,7 +216,7 @@ static void close_all(struct proxy_worker *w)
 
 static void check_drained(struct proxy_worker *w)
 {
-    if ((w->draining && w->nclients == 0) || w->stopping) {
+    if (w->stopping) {
         close_all(w);
         event_base_loopexit(w->base, NULL);
     }
@@ -235,15 +235,16 @@ static void control(evutil_socket_t fd, short what, void *arg)
         return;
     if (atomic_load(&w->px->stopping))
         w->stopping = true;
+    /*
+     * Draining: no new connections; every request still arriving on an open one is answered
+     * with Connection: close. Idle connections are left open until the stop, after the lease is
+     * given away: closing them now would race with a peer sending a write on one.
+     */
     if (atomic_load(&w->px->draining) && !w->draining) {
         w->draining = true;
         stop_listening(w);
-        for (struct client *c = w->clients, *next; c; c = next) {
-            next = c->next;
-            proxy_client_drain(c);
-        }
     }
-    if (w->draining || w->stopping)
+    if (w->stopping)
         check_drained(w);
     else
         proxy_conn_retry_held(w); /* a new snapshot: writes waiting for a primary may go on */
@@ -254,14 +255,8 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
     struct proxy_worker *w = arg;
     tick(fd, what, arg);
     proxy_conn_retry_held(w); /* a primary whose gate was closed may be ready now */
-    if (w->draining) {
-        /* connections that went idle since: close them */
-        for (struct client *c = w->clients, *next; c; c = next) {
-            next = c->next;
-            proxy_client_drain(c);
-        }
+    if (w->stopping)
         check_drained(w);
-    }
 }
 
 static void *worker_main(void *arg)
