@@ -46,8 +46,8 @@ struct cluster_snapshot {
     struct sockaddr_storage primary_addr;
     socklen_t primary_addr_len; /* 0: not resolved */
     bool primary_tls;           /* https:// */
-    int64_t primary_since_ms;        /* wall clock, ms */
-    uint64_t lease_index;            /* ModifyIndex of the lease key (0: none) */
+    int64_t primary_since_ms;   /* wall clock, ms */
+    uint64_t lease_index;       /* ModifyIndex of the lease key (0: none) */
     /*
      * Fencing (SPEC §5): a primary may accept a write locally only while
      * monotonic now < fence_deadline_ms. 0 means no fence (static lease).

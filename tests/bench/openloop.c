@@ -170,13 +170,14 @@ static void send_req(struct conn *c, const struct req *r)
     const char *b = NULL;
     size_t blen = 0;
     if (G.json_prefix) {
-        blen = (size_t)snprintf(body, sizeof(body), "{\"id\":\"%s-%llu\"}", G.json_prefix, (unsigned long long)r->seq);
+        blen = (size_t)snprintf(body, sizeof(body), "{\"id\":\"%s-%llu\"}", G.json_prefix,
+                                (unsigned long long)r->seq);
         b = body;
     } else if (G.body_size > 0) {
         blen = (size_t)G.body_size;
     }
-    evbuffer_add_printf(out, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: leaseway-openloop\r\n", G.method, G.path,
-                        G.hostport);
+    evbuffer_add_printf(out, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: leaseway-openloop\r\n", G.method,
+                        G.path, G.hostport);
     if (G.json_prefix)
         evbuffer_add_printf(out, "Content-Type: application/json\r\n");
     for (int i = 0; i < G.nheaders; i++)
@@ -428,7 +429,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     pump();
     int64_t now = now_ns();
     if (G.next_seq >= G.total_sched) {
-        if ((G.qlen == 0 && G.outstanding == 0) || now > G.end_sched_ns + (int64_t)(G.timeout_s * 1e9) + 1000000000LL) {
+        if ((G.qlen == 0 && G.outstanding == 0) ||
+            now > G.end_sched_ns + (int64_t)(G.timeout_s * 1e9) + 1000000000LL) {
             /* whatever is still queued or in flight past the timeout is an error */
             for (size_t i = 0; i < G.qlen; i++)
                 record(&G.queue[(G.qhead + i) % G.qcap], false, 0);
@@ -468,8 +470,9 @@ static double pct(double p)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: openloop -a HOST:PORT -r RATE -d SECONDS [-w S] [-c CONNS] [-m METHOD] [-u PATH]\n"
-                    "                [-j ID_PREFIX | -s BODY_BYTES] [-H 'Name: value']... [-t TIMEOUT_S]\n");
+    fprintf(stderr,
+            "usage: openloop -a HOST:PORT -r RATE -d SECONDS [-w S] [-c CONNS] [-m METHOD] [-u PATH]\n"
+            "                [-j ID_PREFIX | -s BODY_BYTES] [-H 'Name: value']... [-t TIMEOUT_S]\n");
     exit(2);
 }
 
@@ -552,10 +555,11 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < G.nlat; i++)
         sum += G.lat[i];
     uint64_t recorded = G.nlat + G.errors;
-    printf("count=%zu errors=%llu non2xx=%llu rate=%.1f p50=%.3f p90=%.3f p99=%.3f p999=%.3f max=%.3f mean=%.3f "
-           "late_max=%.3f\n",
-           G.nlat, (unsigned long long)G.errors, (unsigned long long)G.non2xx, (double)recorded / G.duration,
-           pct(50), pct(90), pct(99), pct(99.9), G.nlat ? G.lat[G.nlat - 1] : 0.0, G.nlat ? sum / (double)G.nlat : 0.0,
-           (double)G.late_max_ns / 1e6);
+    printf(
+        "count=%zu errors=%llu non2xx=%llu rate=%.1f p50=%.3f p90=%.3f p99=%.3f p999=%.3f max=%.3f mean=%.3f "
+        "late_max=%.3f\n",
+        G.nlat, (unsigned long long)G.errors, (unsigned long long)G.non2xx, (double)recorded / G.duration,
+        pct(50), pct(90), pct(99), pct(99.9), G.nlat ? G.lat[G.nlat - 1] : 0.0,
+        G.nlat ? sum / (double)G.nlat : 0.0, (double)G.late_max_ns / 1e6);
     return 0;
 }
