@@ -380,14 +380,25 @@ for p in "${PROXIES[@]}"; do
 done
 
 # run_wrk target seconds -> echo "rps p50 p99 errors" ("ERR ..." on failure)
+# cpu_ticks pid -> utime+stime of the process (all its threads), in clock ticks
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK)
+
 run_wrk() {
-    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt rps p50 p99 err=0 n
+    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt rps p50 p99 err=0 n pid c0 c1 reqs cpu=-
     if [[ $tgt != direct ]] && ! kill -0 "${TPID[$tgt]}" 2>/dev/null; then
-        echo "ERR - - died"
+        echo "ERR - - died -"
         return
     fi
+    # CPU time the measured process spent per request: steadier than req/s on a shared VM
+    pid=${TPID[$tgt]:-$UP_PID}
+    c0=$(cpu_ticks "$pid")
     timeout $((secs + 30)) "${PIN_CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" --latency \
         "http://127.0.0.1:${TPORT[$tgt]}/1k.bin" >"$f" 2>&1
+    c1=$(cpu_ticks "$pid")
+    reqs=$(awk '/requests in/ {print $1}' "$f")
+    [[ -n $reqs && $reqs -gt 0 ]] && cpu=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" \
+        'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
     rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$f")
     p50=$(awk '$1 == "50%" {print $2}' "$f")
     p99=$(awk '$1 == "99%" {print $2}' "$f")
@@ -396,7 +407,7 @@ run_wrk() {
     n=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$f")
     err=$((err + ${n:-0}))
     [[ -n $rps ]] || rps=ERR
-    echo "$rps ${p50:--} ${p99:--} $err"
+    echo "$rps ${p50:--} ${p99:--} $err $cpu"
 }
 
 fmt_ratio() { # a b -> a/b, "ERR" if a is an error, "n/a" if either is missing
@@ -406,6 +417,7 @@ fmt_ratio() { # a b -> a/b, "ERR" if a is an error, "n/a" if either is missing
         else print "n/a" }'
 }
 declare -A RPS # "target,round" -> req/s or ERR
+declare -A CPU # "target,round" -> CPU µs per request of the measured process
 RATIO_N=() RATIO_H=()
 
 out "### Throughput (wrk -t1 -c$CONNS, ${DURATION} s per target, ${WARMUP} s warm-up; pinning: $PINNING)"
@@ -414,19 +426,20 @@ for ((r = 1; r <= ROUNDS; r++)); do
     log "round $r/$ROUNDS"
     out "Round $r/$ROUNDS:"
     out ""
-    out "| target | req/s | p50 | p99 | errors |"
-    out "|---|---:|---:|---:|---:|"
+    out "| target | req/s | p50 | p99 | errors | CPU µs/req (server or proxy process) |"
+    out "|---|---:|---:|---:|---:|---:|"
     for tgt in "${TARGETS[@]}"; do
         if [[ -n ${NA[$tgt]:-} ]]; then
             RPS[$tgt,$r]=n/a
-            out "| $tgt | n/a | | | |"
+            out "| $tgt | n/a | | | | |"
             continue
         fi
         ((WARMUP > 0)) && run_wrk "$tgt" "$WARMUP" >/dev/null
-        read -r rps p50 p99 err <<<"$(run_wrk "$tgt" "$DURATION")"
+        read -r rps p50 p99 err cpu <<<"$(run_wrk "$tgt" "$DURATION")"
         [[ $err != 0 && $rps != ERR ]] && rps="ERR($rps)"
         RPS[$tgt,$r]=$rps
-        out "| $tgt | $rps | $p50 | $p99 | $err |"
+        CPU[$tgt,$r]=$cpu
+        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu |"
     done
     rn=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[nginx,$r]}")
     rh=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[haproxy,$r]}")
@@ -467,14 +480,20 @@ verdict() { # value op bar -> PASS|FAIL|N/A
 
 out "Summary over $ROUNDS round(s):"
 out ""
-out "| target | min req/s | median req/s | max req/s |"
-out "|---|---:|---:|---:|"
+out "| target | min req/s | median req/s | max req/s | median CPU µs/req |"
+out "|---|---:|---:|---:|---:|"
+declare -A CPU_MED
 for tgt in "${TARGETS[@]}"; do
-    vals=()
-    for ((r = 1; r <= ROUNDS; r++)); do vals+=("${RPS[$tgt,$r]}"); done
+    vals=() cvals=()
+    for ((r = 1; r <= ROUNDS; r++)); do vals+=("${RPS[$tgt,$r]}") cvals+=("${CPU[$tgt,$r]:--}"); done
     read -r mn md mx <<<"$(stats "${vals[@]}")"
-    out "| $tgt | $mn | $md | $mx |"
+    read -r _ cmd _ <<<"$(stats "${cvals[@]}")"
+    CPU_MED[$tgt]=$cmd
+    out "| $tgt | $mn | $md | $mx | $cmd |"
 done
+out ""
+out "CPU per request, medians (lower is better; the VM's neighbours move req/s far more than this):"
+out "leaseway/nginx = $(fmt_ratio "${CPU_MED[leaseway]:-}" "${CPU_MED[nginx]:-}"), leaseway/haproxy = $(fmt_ratio "${CPU_MED[leaseway]:-}" "${CPU_MED[haproxy]:-}")"
 MIN_RN=$(min_ratio "${RATIO_N[@]}") MIN_RH=$(min_ratio "${RATIO_H[@]}")
 V_N=$(verdict "$MIN_RN" ">=" 1.10) V_H=$(verdict "$MIN_RH" ">=" 1.20)
 out ""
