@@ -220,6 +220,23 @@ static bool valid_host(const char *v, size_t len)
     return true;
 }
 
+/*
+ * Does field i cross the proxy? Not the hop-by-hop ones (RFC 9110 §7.6.1), nor those the
+ * Connection field names (custom: any such name exists). An Upgrade field is noted in
+ * *upgrade_i: it crosses only with a real upgrade, which the caller decides.
+ */
+static bool crosses(const struct head *h, size_t i, bool custom, int *upgrade_i)
+{
+    const char *n = head_name(h, i);
+    size_t nl = h->f[i].name_len;
+    if (is_hop_by_hop(n, nl)) {
+        if (eq_nocase(n, nl, "upgrade"))
+            *upgrade_i = (int)i;
+        return false;
+    }
+    return !(custom && named_by_connection(h, i));
+}
+
 static bool valid_value(const char *v, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
@@ -382,12 +399,7 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
     for (size_t i = 0; i < h->nf; i++) {
         const char *n = head_name(h, i);
         size_t nl = h->f[i].name_len;
-        if (is_hop_by_hop(n, nl)) {
-            if (eq_nocase(n, nl, "upgrade"))
-                upgrade_i = (int)i;
-            continue;
-        }
-        if (custom && named_by_connection(h, i))
+        if (!crosses(h, i, custom, &upgrade_i))
             continue;
         if (rw->drop_expect && nl == 6 && strncasecmp(n, "expect", 6) == 0)
             continue;
@@ -515,12 +527,7 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
     for (size_t i = 0; i < h->nf; i++) {
         const char *nm = head_name(h, i);
         size_t nl = h->f[i].name_len;
-        if (is_hop_by_hop(nm, nl)) {
-            if (eq_nocase(nm, nl, "upgrade"))
-                upgrade_i = (int)i;
-            continue;
-        }
-        if (custom && named_by_connection(h, i))
+        if (!crosses(h, i, custom, &upgrade_i))
             continue;
         /* framing is ours to decide; a CL survives only where the body keeps its length */
         if (!keep_cl && eq_nocase(nm, nl, "content-length"))
