@@ -28,14 +28,15 @@
 struct evbuffer;
 struct proxy_worker;
 
-#define PROXY_RBUF_SIZE     (64 * 1024)
-#define PROXY_HEAD_MAX      (64 * 1024)   /* request/response head limit: 431 above it */
-#define PROXY_URL_MAX       (8 * 1024)    /* request-target limit: 414 above it */
-#define PROXY_HOLD_BODY_MAX (1024 * 1024) /* a held or retryable write buffers this much body at most */
-#define PROXY_MAX_PEERS     4             /* peer proxies with a connection pool, per worker */
-#define PROXY_HOLD_MAX      512           /* held requests per worker */
-#define PROXY_HIGH_WATER    (256 * 1024)  /* stop reading the sender above this much queued */
-#define PROXY_POOL_IDLE_MS  2000          /* pooled upstream connections: below Node's 5 s keepAliveTimeout */
+#define PROXY_RBUF_SIZE      (64 * 1024)
+#define PROXY_HEAD_MAX       (64 * 1024)        /* request/response head limit: 431 above it */
+#define PROXY_URL_MAX        (8 * 1024)         /* request-target limit: 414 above it */
+#define PROXY_HOLD_BODY_MAX  (1024 * 1024)      /* a held or retryable write buffers this much body at most */
+#define PROXY_MAX_PEERS      4                  /* peer proxies with a connection pool, per worker */
+#define PROXY_HOLD_MAX       512                /* held requests per worker */
+#define PROXY_HOLD_BYTES_MAX (64 * 1024 * 1024) /* their buffered bodies, per worker */
+#define PROXY_HIGH_WATER     (256 * 1024)       /* stop reading the sender above this much queued */
+#define PROXY_POOL_IDLE_MS   2000 /* pooled upstream connections: below Node's 5 s keepAliveTimeout */
 
 /*
  * Deadline lists: every entry of one list has the same timeout, so appending
@@ -222,6 +223,7 @@ struct proxy_worker {
     struct upstream_target app;                    /* the local app (--target) */
     struct upstream_target peers[PROXY_MAX_PEERS]; /* primaries we forward to */
     size_t nheld;
+    size_t held_bytes;    /* bodies of the held requests */
     char peer_token[160]; /* Leaseway-Peer-Auth we send, regenerated each second */
     int64_t peer_token_sec;
     struct head *free_heads;

@@ -187,6 +187,7 @@ static void hold_leave(struct client *c)
     if (c->timer.list == TL_HOLD) {
         proxy_timer_clear(&c->timer);
         c->w->nheld--;
+        c->w->held_bytes -= c->body ? evbuffer_get_length(c->body) : 0;
     }
 }
 
@@ -763,10 +764,13 @@ static int hold_enter(struct client *c)
     struct proxy_worker *w = c->w;
     if (c->timer.list == TL_HOLD)
         return 0;
-    if (w->nheld >= PROXY_HOLD_MAX)
+    /* bounded in number and in memory: past either, the write is refused (503) rather than queued */
+    size_t bytes = c->body ? evbuffer_get_length(c->body) : 0;
+    if (w->nheld >= PROXY_HOLD_MAX || w->held_bytes + bytes > PROXY_HOLD_BYTES_MAX)
         return -1;
     c->was_held = 1;
     w->nheld++;
+    w->held_bytes += bytes;
     /* one --hold-timeout per request, however often it goes back to waiting */
     if (!c->hold_deadline_ms)
         c->hold_deadline_ms = proxy_now_ms() + w->tl[TL_HOLD].timeout_ms;
