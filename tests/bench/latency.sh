@@ -63,16 +63,7 @@ LEASEWAY_BIN=${LEASEWAY_BIN:-$REPO/build/leaseway}
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
-(
-    trap 'kill "$s" 2>/dev/null; exit 0' TERM
-    sleep "$MAX_SECONDS" &
-    s=$!
-    wait "$s"
-    echo "latency.sh: killed after MAX_SECONDS=$MAX_SECONDS s" >&2
-    kill -TERM $$ 2>/dev/null
-    exit 0
-) &
-register_pid $!
+watchdog "$MAX_SECONDS" "latency.sh: killed after MAX_SECONDS=$MAX_SECONDS s"
 
 setup_fail() { echo "latency.sh: $*" >&2; exit 2; }
 [ -x "$LEASEWAY_BIN" ] || setup_fail "no leaseway binary at $LEASEWAY_BIN (build it first)"

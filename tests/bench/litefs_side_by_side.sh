@@ -55,16 +55,7 @@ CONNS=${WRK_CONNS:-32}
 PY=$LFS_PY
 DRV=("$PY" "$HERE/litefs_side_by_side.py")
 UPSTREAM="$REPO/tests/lib/upstream.py"
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep "$MAX_SECONDS" &
-  s=$!
-  wait "$s"
-  echo "litefs_side_by_side: killed after $MAX_SECONDS s" >&2
-  kill -TERM $$ 2>/dev/null
-  exit 0
-) &
-register_pid $!
+watchdog "$MAX_SECONDS" "litefs_side_by_side: killed after $MAX_SECONDS s"
 
 [ -x "$LEASEWAY_BIN" ] || { echo "no leaseway binary at $LEASEWAY_BIN" >&2; exit 2; }
 for t in wrk taskset curl; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 2; }; done

@@ -20,17 +20,7 @@ PY=/usr/bin/python3
 DEMO=$LEASEWAY_SRC/deploy/demo-app
 CL=("$PY" "$DEMO/cluster.py")
 
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep 120 &
-  s=$!
-  wait "$s"
-  echo "FAIL: cluster_acl timed out after 120 s" >&2
-  kill -TERM $$ 2>/dev/null
-  for c in $(pgrep -P $$); do [ "$c" = "$BASHPID" ] || kill -TERM "$c" 2>/dev/null; done
-  exit 0
-) &
-register_pid $!
+watchdog 120 "cluster_acl timed out after 120 s"
 
 [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
 CONSUL=$(consul_bin) || die "no consul binary (run tests/setup.sh)"

@@ -33,17 +33,7 @@ ROUNDS=${CLUSTER_FAILOVER_ROUNDS:-1} # SIGTERM + SIGKILL rounds (10 for tests/be
 DEADLINE=${CLUSTER_FAILOVER_DEADLINE:-$((150 + 20 * ROUNDS))}
 
 # Hard bound on the whole test (same watchdog as consul_dev.sh).
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep "$DEADLINE" &
-  s=$!
-  wait "$s"
-  echo "FAIL: cluster_failover timed out after $DEADLINE s" >&2
-  kill -TERM $$ 2>/dev/null
-  for c in $(pgrep -P $$); do [ "$c" = "$BASHPID" ] || kill -TERM "$c" 2>/dev/null; done
-  exit 0
-) &
-register_pid $!
+watchdog "$DEADLINE" "cluster_failover timed out after $DEADLINE s"
 
 [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
 CONSUL=$(consul_bin) || die "no consul binary (run tests/setup.sh)"

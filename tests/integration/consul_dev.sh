@@ -9,18 +9,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/../lib/consul.sh"
 
 # Hard bound on the whole test (the watchdog's pid is killed at exit).
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep 60 & s=$!
-  wait "$s"
-  echo "FAIL: consul_dev timed out after 60 s" >&2
-  kill -TERM $$ 2>/dev/null
-  # The test shell runs its TERM trap only once its foreground command ends:
-  # end that command (any child of the test shell but this watchdog).
-  for c in $(pgrep -P $$); do [ "$c" = "$BASHPID" ] || kill -TERM "$c" 2>/dev/null; done
-  exit 0
-) &
-register_pid $!
+watchdog 60 "consul_dev timed out after 60 s"
 
 step() { printf '  %s\n' "$*"; }
 

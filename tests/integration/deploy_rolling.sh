@@ -29,16 +29,7 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 D=$HERE/deploy
 
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep 240 &
-  s=$!
-  wait "$s"
-  echo "FAIL: deploy_rolling timed out" >&2
-  kill -TERM $$ 2>/dev/null
-  exit 0
-) &
-register_pid $!
+watchdog 240 "deploy_rolling timed out"
 
 [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
 command -v haproxy >/dev/null || { echo "SKIP: haproxy not installed (tests/setup.sh)"; exit 77; }

@@ -24,16 +24,7 @@ PY=/usr/bin/python3
 DEMO=$LEASEWAY_SRC/deploy/demo-app
 CL=("$PY" "$DEMO/cluster.py")
 
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep 150 &
-  s=$!
-  wait "$s"
-  echo "FAIL: health_migrate_once timed out" >&2
-  kill -TERM $$ 2>/dev/null
-  exit 0
-) &
-register_pid $!
+watchdog 150 "health_migrate_once timed out"
 
 [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
 consul_bin >/dev/null || exit 77

@@ -26,16 +26,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 DEADLINE=${LITEFS_TXID_DEADLINE:-150}
 TXID_WAIT=${TXID_WAIT:-3} # seconds (margin for a busy CI machine)
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep "$DEADLINE" &
-  s=$!
-  wait "$s"
-  echo "FAIL: litefs_txid timed out after $DEADLINE s" >&2
-  kill -TERM $$ 2>/dev/null
-  exit 0
-) &
-register_pid $!
+watchdog "$DEADLINE" "litefs_txid timed out after $DEADLINE s"
 
 [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
 HELP=$("$LEASEWAY_BIN" run --help 2>&1 || true)

@@ -26,16 +26,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 DEADLINE=${LITEFS_WATCH_DEADLINE:-170}
 FOLLOW_MAX=${LW_FOLLOW_MAX:-3}
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep "$DEADLINE" &
-  s=$!
-  wait "$s"
-  echo "FAIL: litefs_watch timed out after $DEADLINE s" >&2
-  kill -TERM $$ 2>/dev/null
-  exit 0
-) &
-register_pid $!
+watchdog "$DEADLINE" "litefs_watch timed out after $DEADLINE s"
 
 [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
 IMPL=$(litefs_impl) || { echo "SKIP: LEASEWAY_LITEFS_IMPL=real but LiteFS cannot run here" >&2; exit 77; }

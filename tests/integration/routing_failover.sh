@@ -46,17 +46,7 @@ DEMO=$LEASEWAY_SRC/deploy/demo-app
 DEADLINE=${ROUTING_FAILOVER_DEADLINE:-175}
 export CYCLES=${CYCLES:-10} WRITERS=${WRITERS:-4} WRITE_PAUSE_MS=${WRITE_PAUSE_MS:-20} HOLD_TIMEOUT=${HOLD_TIMEOUT:-10s}
 
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep "$DEADLINE" &
-  s=$!
-  wait "$s"
-  echo "FAIL: routing_failover timed out after $DEADLINE s" >&2
-  kill -TERM $$ 2>/dev/null
-  for c in $(pgrep -P $$); do [ "$c" = "$BASHPID" ] || kill -TERM "$c" 2>/dev/null; done
-  exit 0
-) &
-register_pid $!
+watchdog "$DEADLINE" "routing_failover timed out after $DEADLINE s"
 
 [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
 # run a private copy: other builds may relink build/leaseway while this test runs

@@ -48,17 +48,7 @@ UPSTREAM=$LEASEWAY_SRC/tests/lib/upstream.py
 CL=("$PY" "$DEMO/cluster.py")
 DEADLINE=${ROUTING_FORWARD_DEADLINE:-170}
 
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep "$DEADLINE" &
-  s=$!
-  wait "$s"
-  echo "FAIL: routing_forward timed out after $DEADLINE s" >&2
-  kill -TERM $$ 2>/dev/null
-  for c in $(pgrep -P $$); do [ "$c" = "$BASHPID" ] || kill -TERM "$c" 2>/dev/null; done
-  exit 0
-) &
-register_pid $!
+watchdog "$DEADLINE" "routing_forward timed out after $DEADLINE s"
 
 [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
 # run a private copy: other builds may relink build/leaseway while this test runs

@@ -123,3 +123,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# watchdog SECONDS MESSAGE — end this test (TERM to it and to its foreground command, so
+# its EXIT trap runs and cleans up) if it is still running after SECONDS. Call once, early.
+watchdog() {
+  local secs=$1 msg=$2 me=$$
+  (
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep "$secs" &
+    s=$!
+    wait "$s"
+    echo "FAIL: $msg" >&2
+    kill -TERM "$me" 2>/dev/null
+    # The test shell runs its TERM trap only once its foreground command ends:
+    # end that command (any child of the test shell but this watchdog).
+    for c in $(pgrep -P "$me"); do [ "$c" = "$BASHPID" ] || kill -TERM "$c" 2>/dev/null; done
+    exit 0
+  ) &
+  register_pid $!
+}
