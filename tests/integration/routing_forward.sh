@@ -462,7 +462,7 @@ CFG_B=$("$PY" -c 'import json,sys; print(json.dumps({"ips": sys.argv[1].split(),
   "${IPS[*]}" "$PUB2" "$ADM2" "${UP_PORT[*]}" "${BPID[*]}" "$SECRET")
 
 run_py "$CFG_B" <<'EOF'
-import hmac, json, sys, time
+import hmac, json, os, sys, time
 from rt import *
 cfg = json.loads(sys.argv[1])
 ips = cfg["ips"]
@@ -549,7 +549,9 @@ for name, hdrs in (("Content-Length", {"Content-Length": str(N), "Content-Type":
           "50 MiB POST /upload (%s) via replica lw-b2 arrives intact at the primary's app (%d ms)" % (name, r.ms), r)
 for i in (0, 1):
     kib = vmhwm_kib(cfg["pids"][i])
-    check(kib is not None and kib < 64 * 1024, "VmHWM of %s after the 50 MiB uploads: %s KiB (< 64 MiB)" % (ids[i], kib))
+    # under ASan the quarantine and shadow memory make RSS meaningless: the bound is checked in the normal pass
+    limit = 4096 * 1024 if os.environ.get("LEASEWAY_UNDER_SANITIZER") else 64 * 1024
+    check(kib is not None and kib < limit, "VmHWM of %s after the 50 MiB uploads: %s KiB (< %d MiB)" % (ids[i], kib, limit // 1024))
 
 # no consistency window: cookie ignored, no Set-Cookie
 r = req("POST", pub(1), "/echo", b"w")
