@@ -152,7 +152,6 @@ struct client {
     unsigned resp_done : 1;        /* whole response queued to the client */
     unsigned parse_paused : 1;     /* parser paused after a message */
     unsigned read_blocked : 1;     /* stopped reading: backpressure or pause */
-    unsigned read_ready : 1;       /* edge seen while blocked: data may wait in the kernel */
     unsigned close_after : 1;      /* close once out is flushed */
     unsigned close_after_resp : 1; /* close when this response is done */
     unsigned eof : 1;              /* client half-closed */
@@ -161,7 +160,6 @@ struct client {
     unsigned deferred : 1;         /* body goes to c->body; not dispatched yet */
     unsigned retry_ok : 1;         /* the whole request is buffered: it can be sent again */
     unsigned was_held : 1;         /* waited for a primary (metrics route "held") */
-    unsigned attempts : 3;         /* dispatches to a peer so far */
     unsigned misdirects : 2;       /* 421s received for this request */
     unsigned from_peer : 1;        /* forwarded to us by another leaseway */
     unsigned is_write : 1;         /* routing says it writes */
@@ -195,8 +193,7 @@ struct upstream {
     unsigned reused : 1;
     unsigned got_bytes : 1;    /* any response byte received for this exchange */
     unsigned read_blocked : 1; /* backpressure from the client */
-    unsigned read_ready : 1;
-    unsigned final_seen : 1; /* a non-1xx response head was seen */
+    unsigned final_seen : 1;   /* a non-1xx response head was seen */
     unsigned tunnel : 1;
     unsigned dead : 1;
     unsigned pooled : 1;

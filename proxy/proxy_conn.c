@@ -537,7 +537,6 @@ static int req_message_begin(llhttp_t *p)
     c->deferred = c->retry_ok = c->was_held = c->from_peer = c->is_write = c->set_cookie = 0;
     c->recent_write = c->fresh_conn = c->txid_checked = c->give_up = 0;
     c->expect_continue = c->continue_sent = 0;
-    c->attempts = 0;
     c->misdirects = 0;
     c->excluded = 0;
     c->hold_deadline_ms = 0;
@@ -985,7 +984,6 @@ static int dispatch(struct client *c)
             client_error(c, 502, "the primary's advertised URL cannot be used", NULL);
             return HPE_USER;
         }
-        c->attempts++;
     }
     struct upstream *u = upstream_acquire(w, t, c->fresh_conn);
     if (!u) {
