@@ -1231,8 +1231,8 @@ static void upstream_release(struct upstream *u, bool reusable)
 static void upstream_fail(struct upstream *u, const char *why)
 {
     struct client *c = u->c;
-    /* refused or timed out while connecting: the request never left this process */
-    bool never_sent = u->connecting;
+    /* refused, timed out or TLS refused while connecting: the request never left this process */
+    bool never_sent = u->connecting || u->handshaking;
     bool stale = u->reused && !u->got_bytes;
     proxy_metrics_add(&u->w->metrics.upstream_errors, 1);
     proxy_upstream_close(u);
@@ -1387,7 +1387,6 @@ static void upstream_event(evutil_socket_t fd, short what, void *arg)
     if (u->handshaking) {
         int r = up_handshake(u);
         if (r < 0) {
-            u->connecting = 1; /* nothing was sent: a forwarded write may wait for another primary */
             upstream_fail(u, err_upstream_connect);
             return;
         }

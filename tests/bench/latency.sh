@@ -60,8 +60,6 @@ LEASEWAY_BIN=${LEASEWAY_BIN:-$REPO/build/leaseway}
 
 # shellcheck source=../lib/consul.sh
 . "$REPO/tests/lib/consul.sh"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
 
 watchdog "$MAX_SECONDS" "latency.sh: killed after MAX_SECONDS=$MAX_SECONDS s"
 

@@ -13,11 +13,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-: "${LEASEWAY_SRC:=$(cd "$HERE/../.." && pwd)}"
-: "${LEASEWAY_BIN:=$LEASEWAY_SRC/build/leaseway}"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-DEMO=$LEASEWAY_SRC/deploy/demo-app
 CL=("$PY" "$DEMO/cluster.py")
 
 watchdog 120 "cluster_acl timed out after 120 s"

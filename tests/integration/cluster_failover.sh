@@ -22,11 +22,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-: "${LEASEWAY_SRC:=$(cd "$HERE/../.." && pwd)}"
-: "${LEASEWAY_BIN:=$LEASEWAY_SRC/build/leaseway}"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-DEMO=$LEASEWAY_SRC/deploy/demo-app
 export PYTHONDONTWRITEBYTECODE=1
 CL=("$PY" "$DEMO/cluster.py")
 ROUNDS=${CLUSTER_FAILOVER_ROUNDS:-1} # SIGTERM + SIGKILL rounds (10 for tests/bench figures)

@@ -23,10 +23,6 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
-: "${LEASEWAY_SRC:=$(cd "$HERE/../.." && pwd)}"
-: "${LEASEWAY_BIN:=$LEASEWAY_SRC/build/leaseway}"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
 D=$HERE/deploy
 
 watchdog 240 "deploy_rolling timed out"

@@ -27,8 +27,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$LEASEWAY_SRC/tests/lib/consul.sh"
 [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN"
 D=$LEASEWAY_SRC/deploy
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
 TMP=$(mktmp deploy-files)
 
 FAILS=0 PASSES=0 NOTES=()

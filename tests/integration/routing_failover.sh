@@ -38,11 +38,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-: "${LEASEWAY_SRC:=$(cd "$HERE/../.." && pwd)}"
-: "${LEASEWAY_BIN:=$LEASEWAY_SRC/build/leaseway}"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-DEMO=$LEASEWAY_SRC/deploy/demo-app
 DEADLINE=${ROUTING_FAILOVER_DEADLINE:-175}
 export CYCLES=${CYCLES:-10} WRITERS=${WRITERS:-4} WRITE_PAUSE_MS=${WRITE_PAUSE_MS:-20} HOLD_TIMEOUT=${HOLD_TIMEOUT:-10s}
 

@@ -39,11 +39,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-: "${LEASEWAY_SRC:=$(cd "$HERE/../.." && pwd)}"
-: "${LEASEWAY_BIN:=$LEASEWAY_SRC/build/leaseway}"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-DEMO=$LEASEWAY_SRC/deploy/demo-app
 UPSTREAM=$LEASEWAY_SRC/tests/lib/upstream.py
 CL=("$PY" "$DEMO/cluster.py")
 DEADLINE=${ROUTING_FORWARD_DEADLINE:-170}

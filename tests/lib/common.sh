@@ -15,6 +15,14 @@ _LEASEWAY_COMMON_SH=1
 
 _LW_STATE="${TMPDIR:-/tmp}/leaseway-state.$$"
 
+# Where things are, for every test (ctest sets LEASEWAY_SRC and LEASEWAY_BIN; by hand they default
+# to this checkout and its build/): the binary, Debian's python3, the demo app.
+: "${LEASEWAY_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${LEASEWAY_BIN:=$LEASEWAY_SRC/build/leaseway}"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+DEMO=$LEASEWAY_SRC/deploy/demo-app
+
 _lw_state() { mkdir -p "$_LW_STATE" && printf '%s/%s' "$_LW_STATE" "$1"; }
 
 # die MSG... — print "FAIL: MSG" to stderr and exit 1 (the EXIT trap cleans up).
