@@ -256,6 +256,10 @@ struct proxy {
 /* Monotonic time. */
 int64_t proxy_now_ms(void);
 int64_t proxy_now_ns(void);
+struct evbuffer;
+/* Socket I/O on the hot path: recv(2) and send(2)/sendmsg(2) as direct system calls. */
+ssize_t proxy_sock_recv(int fd, void *buf, size_t len);
+int proxy_sock_send(struct evbuffer *b, int fd);
 
 /* proxy_worker.c */
 __attribute__((warn_unused_result)) int proxy_workers_start(struct proxy *px);

@@ -350,7 +350,7 @@ static void client_read(struct client *c)
             return;
         }
         c->read_blocked = 0;
-        ssize_t n = recv(c->fd, w->rbuf, sizeof(w->rbuf), 0);
+        ssize_t n = proxy_sock_recv(c->fd, w->rbuf, sizeof(w->rbuf));
         if (n > 0) {
             if (c->state == CS_CLOSING) {
                 /* discard: we are closing after a local answer */
@@ -409,7 +409,7 @@ static void client_flush(struct client *c)
         return;
     struct evbuffer *out = c->out;
     while (out && evbuffer_get_length(out) > 0) {
-        int n = evbuffer_write(out, c->fd);
+        int n = proxy_sock_send(out, c->fd);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1267,7 +1267,7 @@ static void upstream_fail(struct upstream *u, const char *why)
 static ssize_t up_recv(struct upstream *u, char *buf, size_t len)
 {
     if (!u->ssl)
-        return recv(u->fd, buf, len, 0);
+        return proxy_sock_recv(u->fd, buf, len);
     ERR_clear_error();
     int n = SSL_read(u->ssl, buf, (int)len);
     if (n > 0)
@@ -1287,7 +1287,7 @@ static ssize_t up_recv(struct upstream *u, char *buf, size_t len)
 static int up_write(struct upstream *u)
 {
     if (!u->ssl)
-        return evbuffer_write(u->out, u->fd);
+        return proxy_sock_send(u->out, u->fd);
     struct evbuffer_iovec v;
     if (evbuffer_peek(u->out, -1, NULL, &v, 1) < 1)
         return 0;

@@ -9,12 +9,15 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/buffer.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +37,43 @@ int64_t proxy_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Why not recv(3)/writev(3): glibc's wrappers are cancellation points and flip the calling
+ * thread's cancel state with two atomic operations around every call, and writev(2) goes
+ * through the VFS layer (file position lock, permission hooks) that a socket does not need.
+ * Workers are never cancelled, so the system calls are made directly. Same contract as
+ * recv(2); proxy_sock_send() is evbuffer_write(3) with send(2) for one chunk, sendmsg(2)
+ * for several, never SIGPIPE.
+ */
+ssize_t proxy_sock_recv(int fd, void *buf, size_t len)
+{
+    return syscall(SYS_recvfrom, fd, buf, len, 0, NULL, NULL);
+}
+
+#define SEND_IOV 16
+
+int proxy_sock_send(struct evbuffer *b, int fd)
+{
+    struct evbuffer_iovec v[SEND_IOV];
+    int n = evbuffer_peek(b, -1, NULL, v, SEND_IOV);
+    if (n <= 0)
+        return 0;
+    long r;
+    if (n == 1) {
+        r = syscall(SYS_sendto, fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0);
+    } else {
+        struct iovec iov[SEND_IOV];
+        n = n < SEND_IOV ? n : SEND_IOV;
+        for (int i = 0; i < n; i++)
+            iov[i] = (struct iovec){.iov_base = v[i].iov_base, .iov_len = v[i].iov_len};
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        r = syscall(SYS_sendmsg, fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    if (r > 0)
+        evbuffer_drain(b, (size_t)r);
+    return (int)r;
 }
 
 int proxy_parse_addr(const char *hostport, struct sockaddr_storage *ss, socklen_t *len)
@@ -77,11 +117,24 @@ void proxy_timer_clear(struct tnode *t)
     t->list = TL_NONE;
 }
 
+/*
+ * Timeouts are seconds long and checked by a 250 ms tick, and a request sets several: the
+ * coarse clock (a memory read, no TSC) is plenty: it lags CLOCK_MONOTONIC by less than one
+ * kernel tick. Deadlines are set and checked on it alike, except those set with
+ * proxy_timer_set_at() from proxy_now_ms(), which may so fire a few milliseconds late.
+ */
+static int64_t coarse_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void proxy_timer_set(struct proxy_worker *w, struct tnode *t, enum proxy_timer list)
 {
     proxy_timer_clear(t);
     struct tnode *head = &w->tl[list].head;
-    t->deadline_ms = proxy_now_ms() + list_timeout(w, list);
+    t->deadline_ms = coarse_now_ms() + list_timeout(w, list);
     t->list = (uint8_t)list;
     t->prev = head->prev;
     t->next = head;
@@ -108,7 +161,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     struct proxy_worker *w = arg;
     (void)fd;
     (void)what;
-    int64_t now = proxy_now_ms();
+    int64_t now = coarse_now_ms();
     for (int l = TL_NONE + 1; l < TL_COUNT; l++) {
         struct tnode *head = &w->tl[l].head;
         while (head->next != head && head->next->deadline_ms <= now)

@@ -5,10 +5,14 @@
 #   tests/bench/bench.sh [--record] [--strict] [--help]
 #
 # Measures, all on loopback:
-#   1. throughput: wrk -t1 -c64 --latency, ROUNDS interleaved rounds of
-#      direct (wrk -> upstream), nginx, haproxy, leaseway. Upstream and proxy
-#      share CPU 0, wrk runs on CPU 1. Bars: leaseway >= 1.10x nginx and
-#      >= 1.20x HAProxy in every round.
+#   1. throughput: wrk -t1 -c64 --latency, ROUNDS rounds of direct
+#      (wrk -> upstream), nginx, haproxy, leaseway. Upstream and proxy share
+#      CPU 0, wrk runs on CPU 1. Inside a round the targets are interleaved
+#      too: SLICES slices, each running every target for DURATION/SLICES
+#      seconds in a rotating order, so that the VM's slow drifts (other
+#      tenants) hit all targets alike; a target's req/s for the round is its
+#      requests over its seconds. Bars: leaseway >= 1.10x nginx and >= 1.20x
+#      HAProxy in every round.
 #   2. user-space instructions per proxied request (callgrind, Ir):
 #      (Ir(N requests) - Ir(0 requests)) / N, client = bench_client.py, fixed
 #      N over 4 keep-alive connections. Bar: leaseway <= 0.8x nginx.
@@ -17,10 +21,11 @@
 # Environment (defaults in brackets):
 #   LEASEWAY_BIN [/work/main/build/leaseway, else <repo>/build/leaseway]
 #   LEASEWAY_ARGS  extra flags for leaseway                         []
-#   ROUNDS [5]  DURATION [10] s  WARMUP [2] s  CONNS [64] wrk connections
+#   ROUNDS [5]  DURATION [10] s per target and round  SLICES [5]
+#   WARMUP [2] s per target and round  CONNS [64] wrk connections
 #   CG_REQUESTS [20000]  IDLE_CONNS [10000]
 #   SKIP_CALLGRIND=1  SKIP_RSS=1  skip those parts
-#   QUICK=1   smoke run: 1 round x 3 s, 1 s warm-up, 2000 callgrind requests,
+#   QUICK=1   smoke run: 1 round x 3 s in 1 slice, 1 s warm-up, 2000 callgrind requests,
 #             2000 idle connections (CI; < 2 min)
 #   MAX_SECONDS  hard time budget, the run is killed after it [870; QUICK 170]
 #   KEEP_TMP=1   keep the temporary directory (configs, logs, wrk output)
@@ -50,10 +55,10 @@ for a in "$@"; do
 done
 
 if [[ ${QUICK:-0} == 1 ]]; then
-    : "${ROUNDS:=1}" "${DURATION:=3}" "${WARMUP:=1}" "${CG_REQUESTS:=2000}" \
+    : "${ROUNDS:=1}" "${DURATION:=3}" "${WARMUP:=1}" "${SLICES:=1}" "${CG_REQUESTS:=2000}" \
         "${IDLE_CONNS:=2000}" "${MAX_SECONDS:=170}"
 fi
-ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10} WARMUP=${WARMUP:-2} CONNS=${CONNS:-64}
+ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10} WARMUP=${WARMUP:-2} CONNS=${CONNS:-64} SLICES=${SLICES:-5}
 CG_REQUESTS=${CG_REQUESTS:-20000} IDLE_CONNS=${IDLE_CONNS:-10000}
 MAX_SECONDS=${MAX_SECONDS:-870}
 if [[ -z ${LEASEWAY_BIN:-} ]]; then
@@ -61,11 +66,11 @@ if [[ -z ${LEASEWAY_BIN:-} ]]; then
     [[ -e $LEASEWAY_BIN ]] || LEASEWAY_BIN=$REPO/build/leaseway
 fi
 LEASEWAY_ARGS=${LEASEWAY_ARGS:-}
-for v in ROUNDS DURATION WARMUP CONNS CG_REQUESTS IDLE_CONNS MAX_SECONDS; do
+for v in ROUNDS DURATION WARMUP CONNS SLICES CG_REQUESTS IDLE_CONNS MAX_SECONDS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench.sh: $v must be a number" >&2; exit 2; }
 done
-((ROUNDS >= 1 && DURATION >= 1 && CG_REQUESTS >= 1)) ||
-    { echo "bench.sh: ROUNDS, DURATION and CG_REQUESTS must be >= 1" >&2; exit 2; }
+((ROUNDS >= 1 && DURATION >= 1 && SLICES >= 1 && CG_REQUESTS >= 1)) ||
+    { echo "bench.sh: ROUNDS, DURATION, SLICES and CG_REQUESTS must be >= 1" >&2; exit 2; }
 
 CLIENT=$HERE/bench_client.py
 PY=$(command -v python3 || true)
@@ -384,10 +389,11 @@ done
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 CLK_TCK=$(getconf CLK_TCK)
 
+# run_wrk target seconds -> "reqs secs p50 p99 errors cpu_ticks" ("ERR ..." on failure)
 run_wrk() {
-    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt rps p50 p99 err=0 n pid c0 c1 reqs cpu=-
+    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt p50 p99 err=0 n pid c0 c1 reqs el
     if [[ $tgt != direct ]] && ! kill -0 "${TPID[$tgt]}" 2>/dev/null; then
-        echo "ERR - - died -"
+        echo "ERR - - - died -"
         return
     fi
     # CPU time the measured process spent per request: steadier than req/s on a shared VM
@@ -396,18 +402,29 @@ run_wrk() {
     timeout $((secs + 30)) "${PIN_CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" --latency \
         "http://127.0.0.1:${TPORT[$tgt]}/1k.bin" >"$f" 2>&1
     c1=$(cpu_ticks "$pid")
-    reqs=$(awk '/requests in/ {print $1}' "$f")
-    [[ -n $reqs && $reqs -gt 0 ]] && cpu=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" \
-        'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
-    rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$f")
+    # "339679 requests in 8.01s, 422.42MB read"
+    read -r reqs el <<<"$(awk '/ requests in / {t = $4; sub(/,$/, "", t); s = t + 0
+        if (t ~ /ms$/) s /= 1000; else if (t ~ /m$/) s *= 60; print $1, s}' "$f")"
     p50=$(awk '$1 == "50%" {print $2}' "$f")
     p99=$(awk '$1 == "99%" {print $2}' "$f")
     n=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$f")
     err=$((err + ${n:-0}))
     n=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$f")
     err=$((err + ${n:-0}))
-    [[ -n $rps ]] || rps=ERR
-    echo "$rps ${p50:--} ${p99:--} $err $cpu"
+    if [[ -z $reqs || -z $el || $reqs == 0 ]]; then
+        echo "ERR - - - $err -"
+        return
+    fi
+    echo "$reqs $el ${p50:--} ${p99:--} $err $((c1 - c0))"
+}
+# to_us "1.52ms" | "600.00us" | "1.2s" -> microseconds
+to_us() {
+    awk -v v="$1" 'BEGIN { x = v + 0
+        if (v ~ /us$/) print x; else if (v ~ /ms$/) print x * 1000
+        else if (v ~ /s$/) print x * 1e6; else print "" }'
+}
+fmt_us() { # microseconds -> "812us" or "1.52ms"
+    awk -v u="$1" 'BEGIN { if (u == "") print "-"; else if (u < 1000) printf "%.0fus\n", u; else printf "%.2fms\n", u / 1000 }'
 }
 
 fmt_ratio() { # a b -> a/b, "ERR" if a is an error, "n/a" if either is missing
@@ -420,23 +437,61 @@ declare -A RPS # "target,round" -> req/s or ERR
 declare -A CPU # "target,round" -> CPU µs per request of the measured process
 RATIO_N=() RATIO_H=()
 
-out "### Throughput (wrk -t1 -c$CONNS, ${DURATION} s per target, ${WARMUP} s warm-up; pinning: $PINNING)"
+# One round = SLICES slices; in each slice every target runs DURATION/SLICES
+# seconds, the order rotating from slice to slice. A target's req/s in the
+# round is its requests over its seconds summed across the slices, so all
+# targets see the same minutes of a noisy VM. SLICES=1 is the plain
+# one-run-per-target round.
+SLICE_SECS=$(((DURATION + SLICES - 1) / SLICES))
+out "### Throughput (wrk -t1 -c$CONNS; per round and target: $SLICES slice(s) of $SLICE_SECS s, targets interleaved and rotated within each round, ${WARMUP} s warm-up per round; pinning: $PINNING)"
 out ""
+NT=${#TARGETS[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
     log "round $r/$ROUNDS"
     out "Round $r/$ROUNDS:"
     out ""
-    out "| target | req/s | p50 | p99 | errors | CPU µs/req (server or proxy process) |"
+    out "| target | req/s | p50 (median of slices) | p99 (worst slice) | errors | CPU µs/req (server or proxy process) |"
     out "|---|---:|---:|---:|---:|---:|"
+    declare -A S_REQ=() S_SEC=() S_ERR=() S_TCK=() S_P50=() S_P99=() S_BAD=()
+    for tgt in "${TARGETS[@]}"; do
+        [[ -n ${NA[$tgt]:-} ]] && continue
+        S_REQ[$tgt]=0 S_SEC[$tgt]=0 S_ERR[$tgt]=0 S_TCK[$tgt]=0 S_P50[$tgt]="" S_P99[$tgt]=0
+        ((WARMUP > 0)) && run_wrk "$tgt" "$WARMUP" >/dev/null
+    done
+    for ((s = 0; s < SLICES; s++)); do
+        for ((k = 0; k < NT; k++)); do
+            tgt=${TARGETS[$(((k + s + r - 1) % NT))]}
+            [[ -n ${NA[$tgt]:-} || -n ${S_BAD[$tgt]:-} ]] && continue
+            read -r reqs el p50 p99 err tck <<<"$(run_wrk "$tgt" "$SLICE_SECS")"
+            if [[ $reqs == ERR ]]; then
+                S_BAD[$tgt]=1
+                continue
+            fi
+            S_REQ[$tgt]=$((S_REQ[$tgt] + reqs)) S_ERR[$tgt]=$((S_ERR[$tgt] + err))
+            S_TCK[$tgt]=$((S_TCK[$tgt] + tck))
+            S_SEC[$tgt]=$(awk -v a="${S_SEC[$tgt]}" -v b="$el" 'BEGIN {print a + b}')
+            S_P50[$tgt]="${S_P50[$tgt]} $(to_us "$p50")"
+            S_P99[$tgt]=$(awk -v a="${S_P99[$tgt]}" -v b="$(to_us "$p99")" 'BEGIN {print (b > a) ? b : a}')
+        done
+    done
     for tgt in "${TARGETS[@]}"; do
         if [[ -n ${NA[$tgt]:-} ]]; then
             RPS[$tgt,$r]=n/a
             out "| $tgt | n/a | | | | |"
             continue
         fi
-        ((WARMUP > 0)) && run_wrk "$tgt" "$WARMUP" >/dev/null
-        read -r rps p50 p99 err cpu <<<"$(run_wrk "$tgt" "$DURATION")"
-        [[ $err != 0 && $rps != ERR ]] && rps="ERR($rps)"
+        if [[ -n ${S_BAD[$tgt]:-} ]]; then
+            RPS[$tgt,$r]=ERR CPU[$tgt,$r]=-
+            out "| $tgt | ERR | | | ${S_ERR[$tgt]} | |"
+            continue
+        fi
+        rps=$(awk -v n="${S_REQ[$tgt]}" -v t="${S_SEC[$tgt]}" 'BEGIN {printf "%.0f", n / t}')
+        cpu=$(awk -v t="${S_TCK[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
+        # shellcheck disable=SC2086 # word splitting of the slice list is wanted
+        p50=$(fmt_us "$(printf '%s\n' ${S_P50[$tgt]} | sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}')")
+        p99=$(fmt_us "${S_P99[$tgt]}")
+        err=${S_ERR[$tgt]}
+        [[ $err != 0 ]] && rps="ERR($rps)"
         RPS[$tgt,$r]=$rps
         CPU[$tgt,$r]=$cpu
         out "| $tgt | $rps | $p50 | $p99 | $err | $cpu |"
@@ -616,7 +671,7 @@ if ((RECORD)); then
         echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "- leaseway: $LEASEWAY_BIN, ${LW_VERSION:-n/a}, built ${LW_BUILT:-?}, repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'none')"
         echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-        echo "- ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS CG_REQUESTS=$CG_REQUESTS IDLE_CONNS=$IDLE_CONNS"
+        echo "- ROUNDS=$ROUNDS DURATION=$DURATION SLICES=$SLICES WARMUP=$WARMUP CONNS=$CONNS CG_REQUESTS=$CG_REQUESTS IDLE_CONNS=$IDLE_CONNS"
         echo ""
         cat "$T/report.md"
     } >>"$HERE/RESULTS.md"
