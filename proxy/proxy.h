@@ -171,6 +171,7 @@ struct client {
     unsigned expect_continue : 1;  /* Expect: 100-continue */
     unsigned continue_sent : 1;    /* we said 100 Continue ourselves (buffered body) */
     unsigned lingering : 1;        /* write side shut; reading and discarding until EOF (RFC 9112 §9.6) */
+    unsigned flush_queued : 1;     /* in the worker's flush queue (sent at the end of the loop pass) */
 };
 
 struct ssl_st;
@@ -224,6 +225,8 @@ struct proxy_worker {
     char peer_token[160]; /* Leaseway-Peer-Auth we send, regenerated each second */
     int64_t peer_token_sec;
     struct head *free_heads;
+    struct client **flushq; /* answers to send at the end of this loop pass (NULL: closed since) */
+    size_t nflushq, cap_flushq;
     void **free_later; /* deferred frees (STYLE rule 6) */
     size_t nfree_later, cap_free_later;
     struct event free_ev;
@@ -272,6 +275,7 @@ void proxy_timer_set(struct proxy_worker *w, struct tnode *t, enum proxy_timer l
 void proxy_timer_set_at(struct proxy_worker *w, struct tnode *t, enum proxy_timer list, int64_t deadline_ms);
 void proxy_timer_clear(struct tnode *t);
 void proxy_free_later(struct proxy_worker *w, void *p);
+void proxy_conn_flush_queued(struct proxy_worker *w);
 __attribute__((warn_unused_result)) int proxy_parse_addr(const char *hostport, struct sockaddr_storage *ss,
                                                          socklen_t *len);
 

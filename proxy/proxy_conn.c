@@ -44,6 +44,7 @@ static void upstream_event(evutil_socket_t fd, short what, void *arg);
 static void client_read(struct client *c);
 static void client_feed(struct client *c, const char *data, size_t len);
 static void client_flush(struct client *c);
+static void client_flush_soon(struct client *c);
 static void upstream_read(struct upstream *u);
 static void upstream_flush(struct upstream *u);
 static void exchange_done(struct client *c);
@@ -209,6 +210,12 @@ void proxy_client_close(struct client *c)
         proxy_upstream_close(u);
     }
     hold_leave(c);
+    if (c->flush_queued) {
+        for (size_t i = 0; i < w->nflushq; i++)
+            if (w->flushq[i] == c)
+                w->flushq[i] = NULL;
+        c->flush_queued = 0;
+    }
     proxy_timer_clear(&c->timer);
     event_del(&c->ev);
     close(c->fd);
@@ -423,8 +430,13 @@ static void client_flush(struct client *c)
             return;
         }
     }
-    if (c->timer.list == TL_SEND && c->state != CS_CLOSING)
-        proxy_timer_clear(&c->timer);
+    if (c->timer.list == TL_SEND && c->state != CS_CLOSING) {
+        /* sent: an idle keep-alive connection goes back to its idle clock */
+        if (c->state == CS_IDLE)
+            proxy_timer_set(c->w, &c->timer, TL_IDLE);
+        else
+            proxy_timer_clear(&c->timer);
+    }
     if (c->close_after) {
         if (c->lingering)
             return;
@@ -1726,16 +1738,54 @@ static void exchange_done(struct client *c)
     client_set_state(c, CS_IDLE);
     c->parse_paused = 0;
     llhttp_resume(&c->parser);
-    client_flush(c);
-    if (c->dead)
-        return;
-    if (c->out && evbuffer_get_length(c->out) == 0) {
-        /* an idle keep-alive connection keeps no buffers */
-        evbuffer_free(c->out);
-        c->out = NULL;
-    }
     proxy_timer_set(w, &c->timer, TL_IDLE);
+    client_flush_soon(c);
     client_next(c);
+}
+
+/*
+ * Answers complete during a loop pass are sent together at its end, not one by one as they
+ * finish. A client (wrk, a browser, a load balancer) then wakes once for a burst of answers
+ * instead of once per answer: on a busy worker most of the cost of a small response is the
+ * wake-up of its reader (a cross-CPU interrupt), which this saves. The queue holds a client
+ * once; a close empties its slot.
+ */
+static void client_flush_soon(struct client *c)
+{
+    struct proxy_worker *w = c->w;
+    if (c->flush_queued)
+        return;
+    if (w->nflushq == w->cap_flushq) {
+        size_t cap = w->cap_flushq ? w->cap_flushq * 2 : 64;
+        struct client **grown = realloc(w->flushq, cap * sizeof(*grown));
+        if (!grown) {
+            client_flush(c); /* no room to queue: send now */
+            return;
+        }
+        w->flushq = grown;
+        w->cap_flushq = cap;
+    }
+    w->flushq[w->nflushq++] = c;
+    c->flush_queued = 1;
+}
+
+/* End of a loop pass: send what was queued (sending may queue more; those go too). */
+void proxy_conn_flush_queued(struct proxy_worker *w)
+{
+    for (size_t i = 0; i < w->nflushq; i++) {
+        struct client *c = w->flushq[i];
+        if (!c)
+            continue;
+        w->flushq[i] = NULL;
+        c->flush_queued = 0;
+        client_flush(c);
+        if (!c->dead && c->state == CS_IDLE && c->out && evbuffer_get_length(c->out) == 0) {
+            /* an idle keep-alive connection keeps no buffers */
+            evbuffer_free(c->out);
+            c->out = NULL;
+        }
+    }
+    w->nflushq = 0;
 }
 
 /* ---- timers ---- */

@@ -315,7 +315,11 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     struct proxy_worker *w = arg;
-    event_base_dispatch(w->base);
+    /* one pass at a time, so that the answers it completed go out together at its end */
+    while (event_base_loop(w->base, EVLOOP_ONCE) == 0 && !event_base_got_exit(w->base) &&
+           !event_base_got_break(w->base))
+        proxy_conn_flush_queued(w);
+    proxy_conn_flush_queued(w);
     close_all(w);
     free_pending(-1, 0, w);
     return NULL;
@@ -385,6 +389,8 @@ static void worker_free(struct proxy_worker *w)
     w->base = NULL;
     free(w->free_later);
     w->free_later = NULL;
+    free(w->flushq);
+    w->flushq = NULL;
     while (w->free_heads) {
         struct head *h = w->free_heads;
         w->free_heads = h->next_free;

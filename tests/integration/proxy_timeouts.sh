@@ -152,6 +152,51 @@ with ck.step("slow request body"):
 ck.done()
 EOF
 
+# Regression: an answer still being sent after the app had finished (the
+# client reads its end slowly) ran on the send clock; once it was all sent,
+# the connection was left with no clock at all and stayed open, instead of
+# going back to --idle-timeout 4s.
+pyrun slow-reader-idle "$LW_PORT" <<'EOF'
+import socket, sys, time
+from rawhttp import Check
+ck = Check()
+port = int(sys.argv[1])
+n = 8 * 1024 * 1024
+s = socket.socket()
+# A small window and small segments keep the proxy's send buffer small, as on a real
+# network: its last 256 KiB then take several sends after the app is done.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+s.connect(("127.0.0.1", port))
+s.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % n)
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+head, body = buf.split(b"\r\n\r\n", 1)
+got = len(body)
+while got < n:
+    # the last 1.5 MiB, long after the app is done: 32 KiB every 0.1 s
+    slow = got > n - 1536 * 1024
+    d = s.recv(min(32768 if slow else 65536, n - got))
+    if not d:
+        break
+    got += len(d)
+    if slow:
+        time.sleep(0.1)
+ck.eq("8 MiB answer, its end read slowly: all of it", (head.split(b"\r\n")[0], got), (b"HTTP/1.1 200 OK", n))
+t0 = time.monotonic()
+s.settimeout(10)
+try:
+    closed = s.recv(1) == b""
+except socket.timeout:
+    closed = False
+except OSError:
+    closed = True
+idle = time.monotonic() - t0
+ck.ok("then idle: closed by --idle-timeout 4s (within 6 s of the last byte)", closed and idle <= 6.0, "closed=%s after %.2fs" % (closed, idle))
+ck.done()
+EOF
+
 # An app that does not even accept: the connect timeout answers 504.
 ready="$PX_TMP/backlog.port"
 "$PYTHON" "$UPSTREAM_PY" --full-backlog --ready-file "$ready" >/dev/null 2>&1 &
