@@ -387,9 +387,13 @@ done
 # run_wrk target seconds -> echo "rps p50 p99 errors" ("ERR ..." on failure)
 # cpu_ticks pid -> utime+stime of the process (all its threads), in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# cpu0_ticks -> "steal total" ticks of the server+proxy CPU (the hypervisor's share: noise)
+SRV_CPU=0
+((${#PIN_SRV[@]})) || SRV_CPU=""
+cpu0_ticks() { awk -v c="cpu$SRV_CPU" '$1 == c {t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t}' /proc/stat; }
 CLK_TCK=$(getconf CLK_TCK)
 
-# run_wrk target seconds -> "reqs secs p50 p99 errors cpu_ticks" ("ERR ..." on failure)
+# run_wrk target seconds -> "reqs secs p50 p99 errors cpu_ticks steal_ticks all_ticks" ("ERR ..." on failure)
 run_wrk() {
     local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt p50 p99 err=0 n pid c0 c1 reqs el
     if [[ $tgt != direct ]] && ! kill -0 "${TPID[$tgt]}" 2>/dev/null; then
@@ -399,9 +403,11 @@ run_wrk() {
     # CPU time the measured process spent per request: steadier than req/s on a shared VM
     pid=${TPID[$tgt]:-$UP_PID}
     c0=$(cpu_ticks "$pid")
+    read -r st0 tt0 <<<"$(cpu0_ticks)"
     timeout $((secs + 30)) "${PIN_CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" --latency \
         "http://127.0.0.1:${TPORT[$tgt]}/1k.bin" >"$f" 2>&1
     c1=$(cpu_ticks "$pid")
+    read -r st1 tt1 <<<"$(cpu0_ticks)"
     # "339679 requests in 8.01s, 422.42MB read"
     read -r reqs el <<<"$(awk '/ requests in / {t = $4; sub(/,$/, "", t); s = t + 0
         if (t ~ /ms$/) s /= 1000; else if (t ~ /m$/) s *= 60; print $1, s}' "$f")"
@@ -415,7 +421,7 @@ run_wrk() {
         echo "ERR - - - $err -"
         return
     fi
-    echo "$reqs $el ${p50:--} ${p99:--} $err $((c1 - c0))"
+    echo "$reqs $el ${p50:--} ${p99:--} $err $((c1 - c0)) $((st1 - st0)) $((tt1 - tt0))"
 }
 # to_us "1.52ms" | "600.00us" | "1.2s" -> microseconds
 to_us() {
@@ -450,25 +456,25 @@ for ((r = 1; r <= ROUNDS; r++)); do
     log "round $r/$ROUNDS"
     out "Round $r/$ROUNDS:"
     out ""
-    out "| target | req/s | p50 (median of slices) | p99 (worst slice) | errors | CPU µs/req (server or proxy process) |"
-    out "|---|---:|---:|---:|---:|---:|"
-    declare -A S_REQ=() S_SEC=() S_ERR=() S_TCK=() S_P50=() S_P99=() S_BAD=()
+    out "| target | req/s | p50 (median of slices) | p99 (worst slice) | errors | CPU µs/req (server or proxy process) | steal % (CPU $SRV_CPU) |"
+    out "|---|---:|---:|---:|---:|---:|---:|"
+    declare -A S_REQ=() S_SEC=() S_ERR=() S_TCK=() S_P50=() S_P99=() S_BAD=() S_ST=() S_TT=()
     for tgt in "${TARGETS[@]}"; do
         [[ -n ${NA[$tgt]:-} ]] && continue
-        S_REQ[$tgt]=0 S_SEC[$tgt]=0 S_ERR[$tgt]=0 S_TCK[$tgt]=0 S_P50[$tgt]="" S_P99[$tgt]=0
+        S_REQ[$tgt]=0 S_SEC[$tgt]=0 S_ERR[$tgt]=0 S_TCK[$tgt]=0 S_P50[$tgt]="" S_P99[$tgt]=0 S_ST[$tgt]=0 S_TT[$tgt]=0
         ((WARMUP > 0)) && run_wrk "$tgt" "$WARMUP" >/dev/null
     done
     for ((s = 0; s < SLICES; s++)); do
         for ((k = 0; k < NT; k++)); do
             tgt=${TARGETS[$(((k + s + r - 1) % NT))]}
             [[ -n ${NA[$tgt]:-} || -n ${S_BAD[$tgt]:-} ]] && continue
-            read -r reqs el p50 p99 err tck <<<"$(run_wrk "$tgt" "$SLICE_SECS")"
+            read -r reqs el p50 p99 err tck st tt <<<"$(run_wrk "$tgt" "$SLICE_SECS")"
             if [[ $reqs == ERR ]]; then
                 S_BAD[$tgt]=1
                 continue
             fi
             S_REQ[$tgt]=$((S_REQ[$tgt] + reqs)) S_ERR[$tgt]=$((S_ERR[$tgt] + err))
-            S_TCK[$tgt]=$((S_TCK[$tgt] + tck))
+            S_TCK[$tgt]=$((S_TCK[$tgt] + tck)) S_ST[$tgt]=$((S_ST[$tgt] + st)) S_TT[$tgt]=$((S_TT[$tgt] + tt))
             S_SEC[$tgt]=$(awk -v a="${S_SEC[$tgt]}" -v b="$el" 'BEGIN {print a + b}')
             S_P50[$tgt]="${S_P50[$tgt]} $(to_us "$p50")"
             S_P99[$tgt]=$(awk -v a="${S_P99[$tgt]}" -v b="$(to_us "$p99")" 'BEGIN {print (b > a) ? b : a}')
@@ -477,12 +483,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for tgt in "${TARGETS[@]}"; do
         if [[ -n ${NA[$tgt]:-} ]]; then
             RPS[$tgt,$r]=n/a
-            out "| $tgt | n/a | | | | |"
+            out "| $tgt | n/a | | | | | |"
             continue
         fi
         if [[ -n ${S_BAD[$tgt]:-} ]]; then
             RPS[$tgt,$r]=ERR CPU[$tgt,$r]=-
-            out "| $tgt | ERR | | | ${S_ERR[$tgt]} | |"
+            out "| $tgt | ERR | | | ${S_ERR[$tgt]} | | |"
             continue
         fi
         rps=$(awk -v n="${S_REQ[$tgt]}" -v t="${S_SEC[$tgt]}" 'BEGIN {printf "%.0f", n / t}')
@@ -494,7 +500,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
         [[ $err != 0 ]] && rps="ERR($rps)"
         RPS[$tgt,$r]=$rps
         CPU[$tgt,$r]=$cpu
-        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu |"
+        steal=$(awk -v s="${S_ST[$tgt]}" -v t="${S_TT[$tgt]}" 'BEGIN {if (t > 0) printf "%.0f", 100 * s / t; else print "-"}')
+        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu | $steal |"
     done
     rn=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[nginx,$r]}")
     rh=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[haproxy,$r]}")
@@ -507,14 +514,14 @@ for p in "${PROXIES[@]}"; do
     [[ -n ${TPID[$p]:-} ]] && { stop_graceful "${TPID[$p]}" TERM 10 || true; }
 done
 
-# stats over numeric values: "min median max" or "n/a"
+# stats over numeric values: "min median max" or "n/a"; STATS_FMT: printf format of one value
 stats() {
-    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '
+    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk -v f="${STATS_FMT:-%.0f}" '
         { v[NR] = $1 }
         END {
             if (NR == 0) { print "n/a n/a n/a"; exit }
             m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf "%.0f %.0f %.0f\n", v[1], m, v[NR]
+            printf f " " f " " f "\n", v[1], m, v[NR]
         }'
 }
 # minimum ratio; "ERR" if leaseway failed in a round, "n/a" if a round lacks one
@@ -542,7 +549,7 @@ for tgt in "${TARGETS[@]}"; do
     vals=() cvals=()
     for ((r = 1; r <= ROUNDS; r++)); do vals+=("${RPS[$tgt,$r]}") cvals+=("${CPU[$tgt,$r]:--}"); done
     read -r mn md mx <<<"$(stats "${vals[@]}")"
-    read -r _ cmd _ <<<"$(stats "${cvals[@]}")"
+    read -r _ cmd _ <<<"$(STATS_FMT=%.2f stats "${cvals[@]}")"
     CPU_MED[$tgt]=$cmd
     out "| $tgt | $mn | $md | $mx | $cmd |"
 done
