@@ -367,6 +367,13 @@ static void lease_event(struct consul_agent *a, enum consul_lease_event ev)
     consul_log("info", "msg=\"lease state\" from=%s to=%s event=%s", consul_lease_state_str(from),
                consul_lease_state_str(to), consul_lease_event_str(ev));
     a->lease = to;
+    /*
+     * Logged here, not in the acquire reply: the watch may show our session on the key before
+     * that reply arrives (KEY_OURS), and that is the acquisition too.
+     */
+    if (to == CONSUL_LEASE_HOLDING)
+        consul_log("info", "msg=\"lease acquired\" key=%s session=%s via=%s", a->cfg.lease_key, a->session,
+                   consul_lease_event_str(ev));
     switch (to) {
     case CONSUL_LEASE_CREATING:
         clear_session(a);
@@ -653,7 +660,6 @@ static void acquire_done(const struct consul_http_resp *r, void *arg)
         if (a->lease != CONSUL_LEASE_ACQUIRING)
             return; /* handoff meanwhile: STANDBY after it sees our session and goes HOLDING again */
         if (got) {
-            consul_log("info", "msg=\"lease acquired\" key=%s session=%s", a->cfg.lease_key, a->session);
             wrote_key(a);
             lease_event(a, CONSUL_LEV_ACQUIRED);
         } else {
