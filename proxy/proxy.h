@@ -199,7 +199,8 @@ struct upstream {
     unsigned dead : 1;
     unsigned pooled : 1;
     unsigned rdhup : 1;
-    unsigned discard : 1; /* this response is not for the client (421, gate-closed from a peer) */
+    unsigned discard : 1;      /* this response is not for the client (421, gate-closed from a peer) */
+    unsigned flush_queued : 1; /* in the worker's flush queue (sent at the end of the loop pass) */
 };
 
 struct proxy;
@@ -227,6 +228,8 @@ struct proxy_worker {
     struct head *free_heads;
     struct client **flushq; /* answers to send at the end of this loop pass (NULL: closed since) */
     size_t nflushq, cap_flushq;
+    struct upstream **flushq_up; /* requests to send at the end of this loop pass (NULL: closed since) */
+    size_t nflushq_up, cap_flushq_up;
     void **free_later; /* deferred frees (STYLE rule 6) */
     size_t nfree_later, cap_free_later;
     struct event free_ev;

@@ -47,6 +47,7 @@ static void client_flush(struct client *c);
 static void client_flush_soon(struct client *c);
 static void upstream_read(struct upstream *u);
 static void upstream_flush(struct upstream *u);
+static void upstream_flush_soon(struct upstream *u);
 static void exchange_done(struct client *c);
 static void client_next(struct client *c);
 
@@ -1027,7 +1028,10 @@ static int dispatch(struct client *c)
         if (c->req_framing != BODY_NONE && c->timer.list != TL_SEND)
             proxy_timer_set(w, &c->timer, TL_SEND);
     }
-    upstream_flush(u);
+    if (c->req_done && !c->upgrade_req)
+        upstream_flush_soon(u);
+    else
+        upstream_flush(u);
     return 0;
 }
 
@@ -1198,6 +1202,12 @@ void proxy_upstream_close(struct upstream *u)
     if (u->dead)
         return;
     u->dead = 1;
+    if (u->flush_queued) {
+        for (size_t i = 0; i < u->w->nflushq_up; i++)
+            if (u->w->flushq_up[i] == u)
+                u->w->flushq_up[i] = NULL;
+        u->flush_queued = 0;
+    }
     pool_remove(u);
     if (u->c) {
         u->c->up = NULL;
@@ -1769,23 +1779,54 @@ static void client_flush_soon(struct client *c)
     c->flush_queued = 1;
 }
 
+/* A whole request, like an answer, goes out at the end of the pass, with the others. */
+static void upstream_flush_soon(struct upstream *u)
+{
+    struct proxy_worker *w = u->w;
+    if (u->flush_queued)
+        return;
+    if (w->nflushq_up == w->cap_flushq_up) {
+        size_t cap = w->cap_flushq_up ? w->cap_flushq_up * 2 : 64;
+        struct upstream **grown = realloc(w->flushq_up, cap * sizeof(*grown));
+        if (!grown) {
+            upstream_flush(u);
+            return;
+        }
+        w->flushq_up = grown;
+        w->cap_flushq_up = cap;
+    }
+    w->flushq_up[w->nflushq_up++] = u;
+    u->flush_queued = 1;
+}
+
 /* End of a loop pass: send what was queued (sending may queue more; those go too). */
 void proxy_conn_flush_queued(struct proxy_worker *w)
 {
-    for (size_t i = 0; i < w->nflushq; i++) {
-        struct client *c = w->flushq[i];
-        if (!c)
-            continue;
-        w->flushq[i] = NULL;
-        c->flush_queued = 0;
-        client_flush(c);
-        if (!c->dead && c->state == CS_IDLE && c->out && evbuffer_get_length(c->out) == 0) {
-            /* an idle keep-alive connection keeps no buffers */
-            evbuffer_free(c->out);
-            c->out = NULL;
+    while (w->nflushq_up || w->nflushq) {
+        for (size_t i = 0; i < w->nflushq_up; i++) {
+            struct upstream *u = w->flushq_up[i];
+            if (!u)
+                continue;
+            w->flushq_up[i] = NULL;
+            u->flush_queued = 0;
+            upstream_flush(u);
         }
+        w->nflushq_up = 0;
+        for (size_t i = 0; i < w->nflushq; i++) {
+            struct client *c = w->flushq[i];
+            if (!c)
+                continue;
+            w->flushq[i] = NULL;
+            c->flush_queued = 0;
+            client_flush(c);
+            if (!c->dead && c->state == CS_IDLE && c->out && evbuffer_get_length(c->out) == 0) {
+                /* an idle keep-alive connection keeps no buffers */
+                evbuffer_free(c->out);
+                c->out = NULL;
+            }
+        }
+        w->nflushq = 0;
     }
-    w->nflushq = 0;
 }
 
 /* ---- timers ---- */
