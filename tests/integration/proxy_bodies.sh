@@ -146,6 +146,15 @@ with ck.step("header names and codings are case-insensitive"):
     ck.eq("Connection: CLOSE answered", c.response().status, 200)
     ck.ok("Connection: CLOSE closes", c.closed(3))
 
+with ck.step("chunk extensions"):
+    # RFC 9112 §7.1.1: allowed, and a recipient ignores those it does not know; the body is re-chunked
+    c = Client(port)
+    c.send(b'POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
+           b'5;a=b\r\nhello\r\n6;ext;q="x y"\r\n world\r\n0;last\r\n\r\n')
+    r = c.response()
+    ck.eq("chunk extensions (name=value, bare name, quoted value) accepted", (r.status, r.json()["body_head"] if r.status == 200 else r.body[:80]), (200, "hello world"))
+    sync(c, "chunk extensions")
+
 with ck.step("chunked responses"):
     c = Client(port)
     c.send(b"GET /chunked?n=70000&size=777 HTTP/1.1\r\nHost: t\r\n\r\n")
