@@ -11,8 +11,10 @@
 #      too: SLICES slices, each running every target for DURATION/SLICES
 #      seconds in a rotating order, so that the VM's slow drifts (other
 #      tenants) hit all targets alike; a target's req/s for the round is its
-#      requests over its seconds. Bars: leaseway >= 1.10x nginx and >= 1.20x
-#      HAProxy in every round.
+#      requests over its seconds. Each row also shows the CPU time per request
+#      of the measured process and the steal % of CPU 0 (time the hypervisor
+#      gave to other guests: the noise). Bars: leaseway >= 1.10x nginx and
+#      >= 1.20x HAProxy in every round.
 #   2. user-space instructions per proxied request (callgrind, Ir):
 #      (Ir(N requests) - Ir(0 requests)) / N, client = bench_client.py, fixed
 #      N over 4 keep-alive connections. Bar: leaseway <= 0.8x nginx.
