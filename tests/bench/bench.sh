@@ -397,7 +397,7 @@ CLK_TCK=$(getconf CLK_TCK)
 
 # run_wrk target seconds -> "reqs secs p50 p99 errors cpu_ticks steal_ticks all_ticks" ("ERR ..." on failure)
 run_wrk() {
-    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt p50 p99 err=0 n pid c0 c1 reqs el
+    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt p50 p99 err=0 n pid c0 c1 reqs el st0 tt0 st1 tt1
     if [[ $tgt != direct ]] && ! kill -0 "${TPID[$tgt]}" 2>/dev/null; then
         echo "ERR - - - died -"
         return
