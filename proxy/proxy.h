@@ -205,6 +205,12 @@ struct upstream {
 
 struct proxy;
 
+/* An answer (c) or a whole request to the app (u) waiting for the end of the loop pass. */
+struct flush_item {
+    struct client *c;
+    struct upstream *u;
+};
+
 struct proxy_worker {
     int id;
     pthread_t thread;
@@ -226,10 +232,8 @@ struct proxy_worker {
     char peer_token[160]; /* Leaseway-Peer-Auth we send, regenerated each second */
     int64_t peer_token_sec;
     struct head *free_heads;
-    struct client **flushq; /* answers to send at the end of this loop pass (NULL: closed since) */
+    struct flush_item *flushq; /* to send at the end of this loop pass (both NULL: closed since) */
     size_t nflushq, cap_flushq;
-    struct upstream **flushq_up; /* requests to send at the end of this loop pass (NULL: closed since) */
-    size_t nflushq_up, cap_flushq_up;
     void **free_later; /* deferred frees (STYLE rule 6) */
     size_t nfree_later, cap_free_later;
     struct event free_ev;

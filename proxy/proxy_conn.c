@@ -48,6 +48,7 @@ static void client_flush_soon(struct client *c);
 static void upstream_read(struct upstream *u);
 static void upstream_flush(struct upstream *u);
 static void upstream_flush_soon(struct upstream *u);
+static void flush_forget(struct proxy_worker *w, const struct client *c, const struct upstream *u);
 static void exchange_done(struct client *c);
 static void client_next(struct client *c);
 
@@ -211,12 +212,9 @@ void proxy_client_close(struct client *c)
         proxy_upstream_close(u);
     }
     hold_leave(c);
-    if (c->flush_queued) {
-        for (size_t i = 0; i < w->nflushq; i++)
-            if (w->flushq[i] == c)
-                w->flushq[i] = NULL;
-        c->flush_queued = 0;
-    }
+    if (c->flush_queued)
+        flush_forget(w, c, NULL);
+    c->flush_queued = 0;
     proxy_timer_clear(&c->timer);
     event_del(&c->ev);
     close(c->fd);
@@ -1202,12 +1200,9 @@ void proxy_upstream_close(struct upstream *u)
     if (u->dead)
         return;
     u->dead = 1;
-    if (u->flush_queued) {
-        for (size_t i = 0; i < u->w->nflushq_up; i++)
-            if (u->w->flushq_up[i] == u)
-                u->w->flushq_up[i] = NULL;
-        u->flush_queued = 0;
-    }
+    if (u->flush_queued)
+        flush_forget(u->w, NULL, u);
+    u->flush_queued = 0;
     pool_remove(u);
     if (u->c) {
         u->c->up = NULL;
@@ -1754,69 +1749,66 @@ static void exchange_done(struct client *c)
 }
 
 /*
- * Answers complete during a loop pass are sent together at its end, not one by one as they
- * finish. A client (wrk, a browser, a load balancer) then wakes once for a burst of answers
- * instead of once per answer: on a busy worker most of the cost of a small response is the
- * wake-up of its reader (a cross-CPU interrupt), which this saves. The queue holds a client
- * once; a close empties its slot.
+ * Answers and whole requests complete during a loop pass are sent together at its end, not
+ * one by one as they finish. A reader (wrk, a browser, a load balancer, the app) then wakes
+ * once for a burst instead of once per message: on a busy worker most of the cost of a small
+ * response is the wake-up of its reader (a cross-CPU interrupt), which this saves. The queue
+ * holds a connection once; a close empties its slot (flush_forget).
  */
-static void client_flush_soon(struct client *c)
+static bool flush_push(struct proxy_worker *w, struct client *c, struct upstream *u)
 {
-    struct proxy_worker *w = c->w;
-    if (c->flush_queued)
-        return;
     if (w->nflushq == w->cap_flushq) {
         size_t cap = w->cap_flushq ? w->cap_flushq * 2 : 64;
-        struct client **grown = realloc(w->flushq, cap * sizeof(*grown));
-        if (!grown) {
-            client_flush(c); /* no room to queue: send now */
-            return;
-        }
+        struct flush_item *grown = realloc(w->flushq, cap * sizeof(*grown));
+        if (!grown)
+            return false;
         w->flushq = grown;
         w->cap_flushq = cap;
     }
-    w->flushq[w->nflushq++] = c;
+    w->flushq[w->nflushq++] = (struct flush_item){.c = c, .u = u};
+    return true;
+}
+
+static void flush_forget(struct proxy_worker *w, const struct client *c, const struct upstream *u)
+{
+    for (size_t i = 0; i < w->nflushq; i++)
+        if ((c && w->flushq[i].c == c) || (u && w->flushq[i].u == u))
+            w->flushq[i] = (struct flush_item){0};
+}
+
+static void client_flush_soon(struct client *c)
+{
+    if (c->flush_queued)
+        return;
+    if (!flush_push(c->w, c, NULL)) {
+        client_flush(c); /* no room to queue: send now */
+        return;
+    }
     c->flush_queued = 1;
 }
 
-/* A whole request, like an answer, goes out at the end of the pass, with the others. */
 static void upstream_flush_soon(struct upstream *u)
 {
-    struct proxy_worker *w = u->w;
     if (u->flush_queued)
         return;
-    if (w->nflushq_up == w->cap_flushq_up) {
-        size_t cap = w->cap_flushq_up ? w->cap_flushq_up * 2 : 64;
-        struct upstream **grown = realloc(w->flushq_up, cap * sizeof(*grown));
-        if (!grown) {
-            upstream_flush(u);
-            return;
-        }
-        w->flushq_up = grown;
-        w->cap_flushq_up = cap;
+    if (!flush_push(u->w, NULL, u)) {
+        upstream_flush(u);
+        return;
     }
-    w->flushq_up[w->nflushq_up++] = u;
     u->flush_queued = 1;
 }
 
-/* End of a loop pass: send what was queued (sending may queue more; those go too). */
+/* End of a loop pass: send what was queued (sending may queue more; those go too, in order). */
 void proxy_conn_flush_queued(struct proxy_worker *w)
 {
-    while (w->nflushq_up || w->nflushq) {
-        for (size_t i = 0; i < w->nflushq_up; i++) {
-            struct upstream *u = w->flushq_up[i];
-            if (!u)
-                continue;
-            w->flushq_up[i] = NULL;
-            u->flush_queued = 0;
-            upstream_flush(u);
-        }
-        w->nflushq_up = 0;
-        for (size_t i = 0; i < w->nflushq; i++) {
-            struct client *c = w->flushq[i];
-            if (!c)
-                continue;
-            w->flushq[i] = NULL;
+    for (size_t i = 0; i < w->nflushq; i++) {
+        struct flush_item it = w->flushq[i];
+        w->flushq[i] = (struct flush_item){0};
+        if (it.u) {
+            it.u->flush_queued = 0;
+            upstream_flush(it.u);
+        } else if (it.c) {
+            struct client *c = it.c;
             c->flush_queued = 0;
             client_flush(c);
             if (!c->dead && c->state == CS_IDLE && c->out && evbuffer_get_length(c->out) == 0) {
@@ -1825,8 +1817,8 @@ void proxy_conn_flush_queued(struct proxy_worker *w)
                 c->out = NULL;
             }
         }
-        w->nflushq = 0;
     }
+    w->nflushq = 0;
 }
 
 /* ---- timers ---- */

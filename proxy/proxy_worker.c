@@ -391,8 +391,6 @@ static void worker_free(struct proxy_worker *w)
     w->free_later = NULL;
     free(w->flushq);
     w->flushq = NULL;
-    free(w->flushq_up);
-    w->flushq_up = NULL;
     while (w->free_heads) {
         struct head *h = w->free_heads;
         w->free_heads = h->next_free;
