@@ -40,21 +40,9 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-RECORD=0 STRICT=0
-for a in "$@"; do
-    case $a in
-    --record) RECORD=1 ;;
-    --strict) STRICT=1 ;;
-    -h | --help)
-        sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-        exit 0
-        ;;
-    *)
-        echo "bench.sh: unknown argument $a (see --help)" >&2
-        exit 2
-        ;;
-    esac
-done
+# shellcheck source=args.sh
+. "$HERE/args.sh"
+bench_args "record strict" "$@"
 
 if [[ ${QUICK:-0} == 1 ]]; then
     : "${ROUNDS:=1}" "${DURATION:=3}" "${WARMUP:=1}" "${SLICES:=1}" "${CG_REQUESTS:=2000}" \

@@ -38,21 +38,9 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-RECORD=0 STRICT=0
-for a in "$@"; do
-    case $a in
-    --record) RECORD=1 ;;
-    --strict) STRICT=1 ;;
-    -h | --help)
-        sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-        exit 0
-        ;;
-    *)
-        echo "latency.sh: unknown argument $a (see --help)" >&2
-        exit 2
-        ;;
-    esac
-done
+# shellcheck source=args.sh
+. "$HERE/args.sh"
+bench_args "record strict" "$@"
 RATE=${RATE:-500} CONNS=${CONNS:-16} DURATION=${DURATION:-5} WARMUP=${WARMUP:-1} ROUNDS=${ROUNDS:-5}
 APPS=${APPS:-demo nginx} PIN=${PIN:-1} CYCLES=${CYCLES:-10} MAX_SECONDS=${MAX_SECONDS:-600}
 LEASEWAY_BIN=${LEASEWAY_BIN:-$REPO/build/leaseway}

@@ -38,14 +38,9 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-RECORD=0
-for a in "$@"; do
-  case $a in
-    --record) RECORD=1 ;;
-    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "litefs_side_by_side.sh: unknown argument $a" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=args.sh
+. "$HERE/args.sh"
+bench_args "record" "$@"
 
 # shellcheck source=../lib/litefs.sh
 . "$REPO/tests/lib/litefs.sh"
