@@ -112,13 +112,7 @@ start_lw() { # index, then env assignments
   LW_PID[i]=$!
   register_pid "${LW_PID[$i]}"
 }
-show_logs() {
-  local i
-  for i in 0 1 2; do
-    echo "--- tail of leaseway ${IDS[$i]} log" >&2
-    tail -n 20 "$DIR/lw-${IDS[$i]}.log" >&2 || true
-  done
-}
+show_logs() { show_tails 20 "$DIR"/lw-*.log; }
 rc=0
 trap 'rc=$?; set +e; [ $rc -eq 0 ] || show_logs; (exit $rc); cleanup' EXIT
 spec() { echo "${IPS[$1]}:$ADM@${IPS[$1]}:$PUB"; }

@@ -96,13 +96,7 @@ start_lw() {
   LW_PID[i]=$!
   register_pid "${LW_PID[$i]}"
 }
-show_logs() {
-  local i
-  for i in 0 1 2; do
-    echo "--- tail of leaseway ${IDS[$i]} log" >&2
-    tail -n 25 "$DIR/lw-${IDS[$i]}.log" >&2 || true
-  done
-}
+show_logs() { show_tails 25 "$DIR"/lw-*.log; }
 trap 'rc=$?; set +e; [ $rc -eq 0 ] || show_logs; (exit $rc); cleanup' EXIT
 
 # primary_idx: index of the instance all answering instances agree on.

@@ -67,11 +67,7 @@ start_lw() {
   register_pid "${LW_PID[$i]}"
 }
 show_logs() {
-  local i
-  for i in 0 1 2; do
-    echo "--- tail of leaseway ${IDS[$i]} log" >&2
-    tail -n 30 "$DIR/lw-${IDS[$i]}.log" >&2 || true
-  done
+  show_tails 30 "$DIR"/lw-*.log
   echo "--- runs" >&2
   cat "$RUNS" >&2
 }

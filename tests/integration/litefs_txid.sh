@@ -45,14 +45,7 @@ fge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 flt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 
 DIR=$(mktmp litefs-txid)
-show_logs() {
-  local f
-  for f in "$DIR"/n*/*.log; do
-    [ -f "$f" ] || continue
-    echo "--- tail of ${f#"$DIR"/}" >&2
-    tail -n 12 "$f" >&2 || true
-  done
-}
+show_logs() { show_tails 12 "$DIR"/n*/*.log; }
 PAUSED=0
 trap 'rc=$?; set +e; [ "$PAUSED" = 1 ] && litefs_resume_replication 1; [ $rc -eq 0 ] || show_logs; litefs_cluster_stop; (exit $rc); cleanup' EXIT
 

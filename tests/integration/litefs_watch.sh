@@ -39,14 +39,7 @@ jget() { "$LFS_PY" -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.ar
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 DIR=$(mktmp litefs-watch)
-show_logs() {
-  local f
-  for f in "$DIR"/n*/*.log; do
-    [ -f "$f" ] || continue
-    echo "--- tail of ${f#"$DIR"/}" >&2
-    tail -n 12 "$f" >&2 || true
-  done
-}
+show_logs() { show_tails 12 "$DIR"/n*/*.log; }
 trap 'rc=$?; set +e; [ $rc -eq 0 ] || show_logs; litefs_cluster_stop; (exit $rc); cleanup' EXIT
 
 consul_dev_start "$DIR/consul" || die "consul dev agent did not start"

@@ -43,12 +43,7 @@ export CYCLES=${CYCLES:-10} WRITERS=${WRITERS:-4} WRITE_PAUSE_MS=${WRITE_PAUSE_M
 
 watchdog "$DEADLINE" "routing_failover timed out after $DEADLINE s"
 
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-# run a private copy: other builds may relink build/leaseway while this test runs
-_bin=$(mktmp bin)
-cp "$LEASEWAY_BIN" "$_bin/leaseway" || die "cannot copy $LEASEWAY_BIN"
-echo "leaseway: $LEASEWAY_BIN ($(date -u -r "$LEASEWAY_BIN" '+%H:%M:%S UTC'), $("$_bin/leaseway" version 2>/dev/null | head -n 1)), repo HEAD $(git -C "$LEASEWAY_SRC" rev-parse --short HEAD 2>/dev/null || echo '?')"
-LEASEWAY_BIN=$_bin/leaseway
+use_private_leaseway
 T_START=$(date +%s)
 DIR=$(mktmp routing-failover)
 consul_dev_start "$DIR/consul" || die "consul dev agent did not start"

@@ -45,12 +45,7 @@ DEADLINE=${ROUTING_FORWARD_DEADLINE:-170}
 
 watchdog "$DEADLINE" "routing_forward timed out after $DEADLINE s"
 
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-# run a private copy: other builds may relink build/leaseway while this test runs
-_bin=$(mktmp bin)
-cp "$LEASEWAY_BIN" "$_bin/leaseway" || die "cannot copy $LEASEWAY_BIN"
-echo "leaseway: $LEASEWAY_BIN ($(date -u -r "$LEASEWAY_BIN" '+%H:%M:%S UTC'), $("$_bin/leaseway" version 2>/dev/null | head -n 1)), repo HEAD $(git -C "$LEASEWAY_SRC" rev-parse --short HEAD 2>/dev/null || echo '?')"
-LEASEWAY_BIN=$_bin/leaseway
+use_private_leaseway
 T_START=$(date +%s)
 FAILS=0
 PASSES=0

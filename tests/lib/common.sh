@@ -150,3 +150,26 @@ watchdog() {
   ) &
   register_pid $!
 }
+
+# show_tails N FILE... — the last N lines of each file that exists, on stderr (for a failed
+# test's EXIT trap).
+show_tails() {
+  local n=$1 f
+  shift
+  for f in "$@"; do
+    [ -f "$f" ] || continue
+    echo "--- tail of $f" >&2
+    tail -n "$n" "$f" >&2 || true
+  done
+}
+
+# use_private_leaseway — run a private copy of $LEASEWAY_BIN, which other builds may relink
+# while a long test runs; points LEASEWAY_BIN at the copy and says where it came from.
+use_private_leaseway() {
+  [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
+  local dir
+  dir=$(mktmp bin)
+  cp "$LEASEWAY_BIN" "$dir/leaseway" || die "cannot copy $LEASEWAY_BIN"
+  echo "leaseway: $LEASEWAY_BIN ($(date -u -r "$LEASEWAY_BIN" '+%H:%M:%S UTC'), $("$dir/leaseway" version 2>/dev/null | head -n 1)), repo HEAD $(git -C "$LEASEWAY_SRC" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  LEASEWAY_BIN=$dir/leaseway
+}
