@@ -36,6 +36,7 @@ struct proxy_worker;
 #define PROXY_HOLD_MAX       512                /* held requests per worker */
 #define PROXY_HOLD_BYTES_MAX (64 * 1024 * 1024) /* their buffered bodies, per worker */
 #define PROXY_HIGH_WATER     (256 * 1024)       /* stop reading the sender above this much queued */
+#define PROXY_SEND_BATCH     256                /* sends per io_uring_enter(2) at the end of a loop pass */
 #define PROXY_POOL_IDLE_MS   2000 /* pooled upstream connections: below Node's 5 s keepAliveTimeout */
 
 /*
@@ -234,7 +235,8 @@ struct proxy_worker {
     struct head *free_heads;
     struct flush_item *flushq; /* to send at the end of this loop pass (both NULL: closed since) */
     size_t nflushq, cap_flushq;
-    void **free_later; /* deferred frees (STYLE rule 6) */
+    struct proxy_uring *uring; /* sends a pass's flush queue in one system call; NULL: one by one */
+    void **free_later;         /* deferred frees (STYLE rule 6) */
     size_t nfree_later, cap_free_later;
     struct event free_ev;
     struct event txid_ev; /* polls LiteFS positions while reads wait on them */

@@ -380,6 +380,23 @@ static void handle_metrics(struct evhttp_request *req, struct proxy_admin *a)
     metric_header(b, "leaseway_upstream_errors_total", "counter",
                   "Failed connections or exchanges with the app.");
     evbuffer_add_printf(b, "leaseway_upstream_errors_total %llu\n", (unsigned long long)uperr);
+    metric_header(b, "leaseway_send_batch_size", "histogram",
+                  "Sends made per io_uring system call at the end of an event-loop pass.");
+    uint64_t bcum = 0, bsends = 0;
+    for (int k = 0; k < METRICS_BATCH_BUCKETS; k++) {
+        for (size_t i = 0; i < px->nworkers; i++)
+            bcum += proxy_metrics_read(&px->workers[i].metrics.batch_bucket[k]);
+        if (k == METRICS_BATCH_BUCKETS - 1)
+            evbuffer_add_printf(b, "leaseway_send_batch_size_bucket{le=\"+Inf\"} %llu\n",
+                                (unsigned long long)bcum);
+        else
+            evbuffer_add_printf(b, "leaseway_send_batch_size_bucket{le=\"%d\"} %llu\n", 2 << k,
+                                (unsigned long long)bcum);
+    }
+    for (size_t i = 0; i < px->nworkers; i++)
+        bsends += proxy_metrics_read(&px->workers[i].metrics.batch_sends);
+    evbuffer_add_printf(b, "leaseway_send_batch_size_sum %llu\n", (unsigned long long)bsends);
+    evbuffer_add_printf(b, "leaseway_send_batch_size_count %llu\n", (unsigned long long)bcum);
     metric_header(b, "leaseway_is_primary", "gauge", "1 while this instance holds the primary lease.");
     evbuffer_add_printf(b, "leaseway_is_primary %d\n", s.role == ROUTE_ROLE_PRIMARY);
     metric_header(b, "leaseway_gate_open", "gauge", "1 while the gate is open.");

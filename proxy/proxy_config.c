@@ -103,6 +103,10 @@ static const struct opt opts[] = {
      "silence allowed while waiting on the app (504 after)", 0},
     {"max-connections", OPT_INT, O(max_connections), "100000", "N",
      "client connections per worker; more are refused", 0},
+    {"io-uring", OPT_BOOL, O(io_uring), "true", "BOOL",
+     "send what each event-loop pass completed in one io_uring system call (one send per socket where the "
+     "kernel refuses io_uring, or with --no-io-uring)",
+     0},
     {"check", OPT_BOOL, O(check), "false", "BOOL",
      "validate the configuration, print it (secrets redacted) and exit", 0},
 };

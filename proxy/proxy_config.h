@@ -56,7 +56,8 @@ struct proxy_config {
     int64_t connect_timeout_ms;
     int64_t upstream_timeout_ms;
     int64_t max_connections;
-    bool check; /* --check: validate, print, exit */
+    bool io_uring; /* batch each loop pass's sends in one io_uring_enter(2) where the kernel allows */
+    bool check;    /* --check: validate, print, exit */
 
     /* where each option's value came from, indexed like the option table */
     enum config_source source[64];

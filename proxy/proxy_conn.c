@@ -35,6 +35,7 @@
 
 #include "proxy/proxy_http.h"
 #include "proxy/proxy_log.h"
+#include "proxy/proxy_uring.h"
 
 static llhttp_settings_t req_settings;
 static llhttp_settings_t resp_settings;
@@ -48,6 +49,7 @@ static void client_flush_soon(struct client *c);
 static void upstream_read(struct upstream *u);
 static void upstream_flush(struct upstream *u);
 static void upstream_flush_soon(struct upstream *u);
+static void upstream_send(struct upstream *u);
 static void flush_forget(struct proxy_worker *w, const struct client *c, const struct upstream *u);
 static void exchange_done(struct client *c);
 static void client_next(struct client *c);
@@ -493,7 +495,7 @@ static void client_feed(struct client *c, const char *data, size_t len)
         return;
     if (e == HPE_OK) {
         if (c->up)
-            upstream_flush(c->up);
+            upstream_send(c->up);
         return;
     }
     const char *pos = llhttp_get_error_pos(&c->parser);
@@ -502,7 +504,7 @@ static void client_feed(struct client *c, const char *data, size_t len)
         if (pos && pos < data + len)
             save_pending(c, pos, (size_t)(data + len - pos));
         if (c->up && !c->dead)
-            upstream_flush(c->up);
+            upstream_send(c->up);
         return;
     }
     /* a callback already answered (llhttp reports on_headers_complete's refusal as HPE_CB_HEADERS_COMPLETE)
@@ -1026,7 +1028,8 @@ static int dispatch(struct client *c)
         if (c->req_framing != BODY_NONE && c->timer.list != TL_SEND)
             proxy_timer_set(w, &c->timer, TL_SEND);
     }
-    if (c->req_done && !c->upgrade_req)
+    /* a request without a body is whole once its head is (on_message_complete follows at once) */
+    if ((c->req_done || c->req_framing == BODY_NONE) && !c->upgrade_req)
         upstream_flush_soon(u);
     else
         upstream_flush(u);
@@ -1798,9 +1801,48 @@ static void upstream_flush_soon(struct upstream *u)
     u->flush_queued = 1;
 }
 
+/*
+ * The sends of a pass in one system call (proxy_uring.c says why). Only bytes move here:
+ * client_flush and upstream_flush then run as usual, find less (usually nothing) left to
+ * send, and do the rest (a short send, EAGAIN, an error, timers, closing).
+ */
+static void send_batch(struct proxy_worker *w)
+{
+    struct proxy_send items[PROXY_SEND_BATCH];
+    size_t n = 0;
+    for (size_t i = 0; i < w->nflushq && n < PROXY_SEND_BATCH; i++) {
+        struct client *c = w->flushq[i].c;
+        struct upstream *u = w->flushq[i].u;
+        if (c && !c->dead && c->out && evbuffer_get_length(c->out))
+            items[n++] = (struct proxy_send){.fd = c->fd, .buf = c->out};
+        else if (u && !u->dead && !u->connecting && !u->handshaking && !u->ssl && evbuffer_get_length(u->out))
+            items[n++] = (struct proxy_send){.fd = u->fd, .buf = u->out};
+    }
+    if (n < 2)
+        return; /* one send is one system call either way */
+    int sent = proxy_uring_send(w->uring, items, n);
+    if (sent < 0) {
+        proxy_log_warn("io_uring send failed: one send per socket from now on", "worker=%d err=\"%s\"", w->id,
+                       strerror(errno));
+        proxy_uring_free(w->uring);
+        w->uring = NULL;
+        return;
+    }
+    proxy_metrics_batch(&w->metrics, (size_t)sent);
+}
+
+/* Request bytes are ready: a whole request waits in the queue for the end of the pass, body bytes go now. */
+static void upstream_send(struct upstream *u)
+{
+    if (!u->flush_queued)
+        upstream_flush(u);
+}
+
 /* End of a loop pass: send what was queued (sending may queue more; those go too, in order). */
 void proxy_conn_flush_queued(struct proxy_worker *w)
 {
+    if (w->uring && w->nflushq > 1)
+        send_batch(w);
     for (size_t i = 0; i < w->nflushq; i++) {
         struct flush_item it = w->flushq[i];
         w->flushq[i] = (struct flush_item){0};

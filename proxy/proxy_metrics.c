@@ -19,3 +19,12 @@ void proxy_metrics_request(struct proxy_metrics *m, enum route_action route, int
     proxy_metrics_add(&m->duration_sum_us, dur_ns / 1000);
     proxy_metrics_add(&m->duration_count, 1);
 }
+
+void proxy_metrics_batch(struct proxy_metrics *m, size_t sends)
+{
+    int b = 0;
+    while (b < METRICS_BATCH_BUCKETS - 1 && sends > ((size_t)2 << b))
+        b++;
+    proxy_metrics_add(&m->batch_bucket[b], 1);
+    proxy_metrics_add(&m->batch_sends, (int64_t)sends);
+}

@@ -10,8 +10,9 @@
 
 #include "routing/route.h"
 
-#define METRICS_BUCKETS 14
-#define METRICS_CODES   500 /* status 100..599 */
+#define METRICS_BUCKETS       14
+#define METRICS_CODES         500 /* status 100..599 */
+#define METRICS_BATCH_BUCKETS 8   /* send batch sizes: <=2, 4, 8, ... 128, more */
 
 struct proxy_metrics {
     uint64_t requests[ROUTE_ACTION_COUNT][METRICS_CODES];
@@ -23,12 +24,17 @@ struct proxy_metrics {
     uint64_t accepted;
     uint64_t upstream_connects;
     uint64_t upstream_errors;
+    uint64_t batch_bucket[METRICS_BATCH_BUCKETS]; /* io_uring send batches by size, per-bucket */
+    uint64_t batch_sends;                         /* sends in them */
 };
 
 extern const double proxy_metrics_bounds[METRICS_BUCKETS]; /* seconds; the last is +Inf */
 
 /* Worker side: one finished request. */
 void proxy_metrics_request(struct proxy_metrics *m, enum route_action route, int status, int64_t dur_ns);
+
+/* Worker side: one io_uring_enter(2) that made `sends` sends. Bucket k holds sizes up to 2^(k+1). */
+void proxy_metrics_batch(struct proxy_metrics *m, size_t sends);
 
 static inline void proxy_metrics_add(uint64_t *counter, int64_t delta)
 {

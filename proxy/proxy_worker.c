@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "proxy/proxy_log.h"
+#include "proxy/proxy_uring.h"
 
 #define TICK_MS 250
 
@@ -315,6 +316,10 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     struct proxy_worker *w = arg;
+    /* made here: a ring belongs to the thread that submits to it */
+    if (w->px->cfg->io_uring && !(w->uring = proxy_uring_new(PROXY_SEND_BATCH)))
+        proxy_log_info("io_uring unavailable: one send per socket", "worker=%d err=\"%s\"", w->id,
+                       strerror(errno));
     /* one pass at a time, so that the answers it completed go out together at its end */
     while (event_base_loop(w->base, EVLOOP_ONCE) == 0 && !event_base_got_exit(w->base) &&
            !event_base_got_break(w->base))
@@ -322,6 +327,8 @@ static void *worker_main(void *arg)
     proxy_conn_flush_queued(w);
     close_all(w);
     free_pending(-1, 0, w);
+    proxy_uring_free(w->uring);
+    w->uring = NULL;
     return NULL;
 }
 

@@ -35,6 +35,25 @@ curl -s "$u/partial?n=100000" -o /dev/null
 curl -s -H 'Host:' "$u/echo" -o /dev/null
 curl -sf "http://127.0.0.1:$adm/metrics" -o /dev/null || die "metrics failed"
 curl -sf "http://127.0.0.1:$adm/status" -o /dev/null || die "status failed"
+# batched sends (io_uring): 16 keep-alive clients whose requests one pass reads at once
+PYTHONPATH="$here/lib" python3 - "$lw" "$adm" "$pid" <<'EOF' || die "batched sends under valgrind failed"
+import os, signal, sys, urllib.request
+from rawhttp import Client
+port, admin, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+cs = [Client(port, timeout=60) for _ in range(16)]
+for c in cs:
+    c.send(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")  # 16 pooled app connections
+assert all(c.response().status == 200 for c in cs)
+os.kill(pid, signal.SIGSTOP)
+for k, c in enumerate(cs):
+    c.send(b"GET /echo?k=%d HTTP/1.1\r\nHost: t\r\n\r\n" % k)
+os.kill(pid, signal.SIGCONT)
+assert [c.response().json()["path"] for c in cs] == ["/echo?k=%d" % k for k in range(16)], "answers mixed up"
+m = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=30).read().decode()
+n = [l for l in m.splitlines() if l.startswith("leaseway_send_batch_size_count ")][0].split()[1]
+assert int(float(n)) > 0, "no batch was sent"
+print("valgrind: %s io_uring send batches" % n)
+EOF
 # a connection left idle, one left mid-head: shutdown must clean both up
 exec 7<>"/dev/tcp/127.0.0.1/$lw"
 exec 8<>"/dev/tcp/127.0.0.1/$lw"
