@@ -18,7 +18,8 @@
 #   2. user-space instructions per proxied request (callgrind, Ir):
 #      (Ir(N requests) - Ir(0 requests)) / N, client = bench_client.py, fixed
 #      N over 4 keep-alive connections. Bar: leaseway <= 0.8x nginx.
-#   3. RSS growth per 10 000 idle keep-alive client connections.
+#   3. RSS growth per 10 000 idle keep-alive client connections. Bar:
+#      leaseway <= nginx.
 #
 # Environment (defaults in brackets):
 #   LEASEWAY_BIN [/work/main/build/leaseway, else <repo>/build/leaseway]
@@ -618,6 +619,8 @@ if [[ ${SKIP_CALLGRIND:-0} != 1 ]]; then
 fi
 
 # --- 3. RSS per 10 000 idle keep-alive connections -------------------------
+RSS_VERDICT=SKIPPED
+declare -A RSS10K=()
 if [[ ${SKIP_RSS:-0} != 1 ]]; then
     out "### RSS per 10 000 idle keep-alive client connections ($IDLE_CONNS opened$IDLE_NOTE)"
     out ""
@@ -644,7 +647,16 @@ if [[ ${SKIP_RSS:-0} != 1 ]]; then
         out "$(awk -v p="$p" -v a="${kv[alive]}" -v n="${kv[conns]}" -v b="${kv[rss_before_kb]}" -v c="${kv[rss_after_kb]}" 'BEGIN {
             per = (a > 0) ? (c - b) / 1024 * 10000 / a : 0
             printf "| %s | %d/%d | %.1f | %.1f | %s |", p, a, n, b / 1024, c / 1024, (a > 0) ? sprintf("%.1f", per) : "n/a" }')"
+        if ((kv[alive] == IDLE_CONNS)); then
+            RSS10K[$p]=$(awk -v b="${kv[rss_before_kb]}" -v c="${kv[rss_after_kb]}" -v a="${kv[alive]}" 'BEGIN { printf "%.2f", (c - b) / 1024 * 10000 / a }')
+        fi
     done
+    RSS_VERDICT=N/A
+    if [[ -n ${RSS10K[leaseway]:-} && -n ${RSS10K[nginx]:-} ]]; then
+        RSS_VERDICT=$(verdict "${RSS10K[leaseway]}" "<=" "${RSS10K[nginx]}")
+    fi
+    out ""
+    out "leaseway ${RSS10K[leaseway]:-n/a} MiB vs nginx ${RSS10K[nginx]:-n/a} MiB per 10 000 idle connections (bar: <= nginx's): $RSS_VERDICT"
     out ""
 fi
 
@@ -652,7 +664,7 @@ fi
 for p in "${PROXIES[@]}"; do
     [[ -n ${NA[$p]:-} ]] && out "note: $p not measured: ${NA[$p]}"
 done
-out "RESULT: throughput $TPUT_VERDICT, instructions/request $CG_VERDICT"
+out "RESULT: throughput $TPUT_VERDICT, instructions/request $CG_VERDICT, RSS/idle connection $RSS_VERDICT"
 
 if ((RECORD)); then
     if [[ ! -s $HERE/RESULTS.md ]]; then
@@ -676,6 +688,7 @@ if ((RECORD)); then
 fi
 
 if ((STRICT)); then
-    [[ $TPUT_VERDICT == PASS && ($CG_VERDICT == PASS || $CG_VERDICT == SKIPPED) ]] || exit 1
+    [[ $TPUT_VERDICT == PASS && ($CG_VERDICT == PASS || $CG_VERDICT == SKIPPED) &&
+        ($RSS_VERDICT == PASS || $RSS_VERDICT == SKIPPED) ]] || exit 1
 fi
 exit 0
