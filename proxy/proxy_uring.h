@@ -20,7 +20,7 @@ struct proxy_send {
  * A ring for batches of up to `entries` sends, owned by the caller (proxy_uring_free).
  * NULL when the kernel has no io_uring or refuses it (errno says why: ENOSYS, EPERM from
  * kernel.io_uring_disabled or a seccomp filter); callers then send one by one.
- * Must be called from the thread that will submit.
+ * A ring has no lock: one thread at a time uses it (each worker makes its own).
  */
 struct proxy_uring *proxy_uring_new(unsigned entries);
 void proxy_uring_free(struct proxy_uring *r);

@@ -316,7 +316,7 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     struct proxy_worker *w = arg;
-    /* made here: a ring belongs to the thread that submits to it */
+    /* the worker's own ring: only this thread submits to it, so it needs no lock */
     if (w->px->cfg->io_uring && !(w->uring = proxy_uring_new(PROXY_SEND_BATCH)))
         proxy_log_info("io_uring unavailable: one send per socket", "worker=%d err=\"%s\"", w->id,
                        strerror(errno));
