@@ -13,6 +13,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -323,6 +324,32 @@ static void metric_header(struct evbuffer *b, const char *name, const char *type
     evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A counter of struct proxy_metrics (at offset `off`) summed over the workers. */
+static uint64_t worker_sum(const struct proxy *px, size_t off)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < px->nworkers; i++)
+        sum += proxy_metrics_read((const uint64_t *)((const char *)&px->workers[i].metrics + off));
+    return sum;
+}
+
+/*
+ * The _bucket lines of a histogram whose per-bucket counters are the n uint64_t at `off` in
+ * struct proxy_metrics, summed over the workers and made cumulative; the last is +Inf.
+ * Returns the total count.
+ */
+static uint64_t histogram_buckets(struct evbuffer *b, const struct proxy *px, const char *name, size_t off,
+                                  int n, const char le[][16])
+{
+    uint64_t cum = 0;
+    for (int k = 0; k < n; k++) {
+        cum += worker_sum(px, off + (size_t)k * sizeof(uint64_t));
+        evbuffer_add_printf(b, "%s_bucket{le=\"%s\"} %llu\n", name, k == n - 1 ? "+Inf" : le[k],
+                            (unsigned long long)cum);
+    }
+    return cum;
+}
+
 static void handle_metrics(struct evhttp_request *req, struct proxy_admin *a)
 {
     struct proxy *px = a->px;
@@ -348,55 +375,39 @@ static void handle_metrics(struct evhttp_request *req, struct proxy_admin *a)
     }
     metric_header(b, "leaseway_request_duration_seconds", "histogram",
                   "Time from the first byte of a request to the end of its response.");
-    uint64_t cum = 0, count = 0, sum_us = 0;
-    for (size_t i = 0; i < px->nworkers; i++) {
-        count += proxy_metrics_read(&px->workers[i].metrics.duration_count);
-        sum_us += proxy_metrics_read(&px->workers[i].metrics.duration_sum_us);
-    }
-    for (int k = 0; k < METRICS_BUCKETS; k++) {
-        for (size_t i = 0; i < px->nworkers; i++)
-            cum += proxy_metrics_read(&px->workers[i].metrics.bucket[k]);
-        if (k == METRICS_BUCKETS - 1)
-            evbuffer_add_printf(b, "leaseway_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                                (unsigned long long)cum);
-        else
-            evbuffer_add_printf(b, "leaseway_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                                proxy_metrics_bounds[k], (unsigned long long)cum);
-    }
-    evbuffer_add_printf(b, "leaseway_request_duration_seconds_sum %.6f\n", (double)sum_us / 1e6);
-    evbuffer_add_printf(b, "leaseway_request_duration_seconds_count %llu\n", (unsigned long long)count);
+    char le[METRICS_BUCKETS][16];
+    for (int k = 0; k < METRICS_BUCKETS; k++)
+        snprintf(le[k], sizeof(le[k]), "%g", proxy_metrics_bounds[k]);
+    histogram_buckets(b, px, "leaseway_request_duration_seconds", offsetof(struct proxy_metrics, bucket),
+                      METRICS_BUCKETS, le);
+    evbuffer_add_printf(b, "leaseway_request_duration_seconds_sum %.6f\n",
+                        (double)worker_sum(px, offsetof(struct proxy_metrics, duration_sum_us)) / 1e6);
+    evbuffer_add_printf(b, "leaseway_request_duration_seconds_count %llu\n",
+                        (unsigned long long)worker_sum(px, offsetof(struct proxy_metrics, duration_count)));
 
-    uint64_t conns = 0, upconn = 0, uperr = 0;
-    for (size_t i = 0; i < px->nworkers; i++) {
-        conns += proxy_metrics_read(&px->workers[i].metrics.connections);
-        upconn += proxy_metrics_read(&px->workers[i].metrics.upstream_connects);
-        uperr += proxy_metrics_read(&px->workers[i].metrics.upstream_errors);
-    }
     metric_header(b, "leaseway_connections", "gauge", "Open client connections.");
-    evbuffer_add_printf(b, "leaseway_connections %llu\n", (unsigned long long)conns);
+    evbuffer_add_printf(b, "leaseway_connections %llu\n",
+                        (unsigned long long)worker_sum(px, offsetof(struct proxy_metrics, connections)));
     metric_header(b, "leaseway_upstream_connects_total", "counter",
                   "Connections opened to the app or peers.");
-    evbuffer_add_printf(b, "leaseway_upstream_connects_total %llu\n", (unsigned long long)upconn);
+    evbuffer_add_printf(
+        b, "leaseway_upstream_connects_total %llu\n",
+        (unsigned long long)worker_sum(px, offsetof(struct proxy_metrics, upstream_connects)));
     metric_header(b, "leaseway_upstream_errors_total", "counter",
                   "Failed connections or exchanges with the app.");
-    evbuffer_add_printf(b, "leaseway_upstream_errors_total %llu\n", (unsigned long long)uperr);
+    evbuffer_add_printf(b, "leaseway_upstream_errors_total %llu\n",
+                        (unsigned long long)worker_sum(px, offsetof(struct proxy_metrics, upstream_errors)));
     metric_header(b, "leaseway_send_batch_size", "histogram",
                   "Sends made per io_uring system call at the end of an event-loop pass.");
-    uint64_t bcum = 0, bsends = 0;
-    for (int k = 0; k < METRICS_BATCH_BUCKETS; k++) {
-        for (size_t i = 0; i < px->nworkers; i++)
-            bcum += proxy_metrics_read(&px->workers[i].metrics.batch_bucket[k]);
-        if (k == METRICS_BATCH_BUCKETS - 1)
-            evbuffer_add_printf(b, "leaseway_send_batch_size_bucket{le=\"+Inf\"} %llu\n",
-                                (unsigned long long)bcum);
-        else
-            evbuffer_add_printf(b, "leaseway_send_batch_size_bucket{le=\"%d\"} %llu\n", 2 << k,
-                                (unsigned long long)bcum);
-    }
-    for (size_t i = 0; i < px->nworkers; i++)
-        bsends += proxy_metrics_read(&px->workers[i].metrics.batch_sends);
-    evbuffer_add_printf(b, "leaseway_send_batch_size_sum %llu\n", (unsigned long long)bsends);
-    evbuffer_add_printf(b, "leaseway_send_batch_size_count %llu\n", (unsigned long long)bcum);
+    char ble[METRICS_BATCH_BUCKETS][16];
+    for (int k = 0; k < METRICS_BATCH_BUCKETS; k++)
+        snprintf(ble[k], sizeof(ble[k]), "%d", 2 << k);
+    uint64_t batches =
+        histogram_buckets(b, px, "leaseway_send_batch_size", offsetof(struct proxy_metrics, batch_bucket),
+                          METRICS_BATCH_BUCKETS, ble);
+    evbuffer_add_printf(b, "leaseway_send_batch_size_sum %llu\n",
+                        (unsigned long long)worker_sum(px, offsetof(struct proxy_metrics, batch_sends)));
+    evbuffer_add_printf(b, "leaseway_send_batch_size_count %llu\n", (unsigned long long)batches);
     metric_header(b, "leaseway_is_primary", "gauge", "1 while this instance holds the primary lease.");
     evbuffer_add_printf(b, "leaseway_is_primary %d\n", s.role == ROUTE_ROLE_PRIMARY);
     metric_header(b, "leaseway_gate_open", "gauge", "1 while the gate is open.");
