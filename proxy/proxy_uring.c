@@ -176,7 +176,9 @@ int proxy_uring_send(struct proxy_uring *r, const struct proxy_send *items, size
         __atomic_store_n(r->sq_tail, tail, __ATOMIC_RELEASE);
         return -1;
     }
-    /* with SUBMIT_ALL every entry is submitted, and with DONTWAIT each has completed */
+    if ((unsigned)submitted < s) /* SUBMIT_ALL says it cannot happen; if it did, the rest go one by one */
+        __atomic_store_n(r->sq_tail, tail + (unsigned)submitted, __ATOMIC_RELEASE);
+    /* every submitted entry has completed (DONTWAIT), or completes at once: reap them all */
     unsigned reaped = 0;
     while (reaped < (unsigned)submitted) {
         unsigned head = *r->cq_head;
