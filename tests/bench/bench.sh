@@ -12,11 +12,12 @@
 #      seconds in a rotating order, so that the VM's slow drifts (other
 #      tenants) hit all targets alike; a target's req/s for the round is its
 #      requests over its seconds. Each row also shows the CPU time per request
-#      of the measured process and the steal % of CPU 0 (time the hypervisor
+#      of the measured process and the steal % of CPU 0 and 1 (time the hypervisor
 #      gave to other guests: the noise). Bars: leaseway >= 1.10x nginx and
 #      >= 1.20x HAProxy in every round. A round in which any target's slices
-#      had more than MAX_STEAL % steal measured the hypervisor more than the
-#      proxies: it is printed, marked, not counted, and run again (at most
+#      had more than MAX_STEAL % steal on either CPU (the client's too: a
+#      stalled wrk idles every proxy alike) measured the hypervisor more than
+#      the proxies: it is printed, marked, not counted, and run again (at most
 #      EXTRA_ROUNDS times in all; when they run out, noisy rounds count). The
 #      minimum ratios over all rounds, discarded ones included, are printed too.
 #   2. user-space instructions per proxied request (callgrind, Ir):
@@ -29,7 +30,7 @@
 #   LEASEWAY_BIN [/work/main/build/leaseway, else <repo>/build/leaseway]
 #   LEASEWAY_ARGS  extra flags for leaseway                         []
 #   ROUNDS [5]  DURATION [10] s per target and round  SLICES [5]
-#   MAX_STEAL [5] % steal on CPU 0 above which a round is re-run  EXTRA_ROUNDS [3]
+#   MAX_STEAL [5] % steal on either CPU above which a round is re-run  EXTRA_ROUNDS [3]
 #   WARMUP [2] s per target and round  CONNS [64] wrk connections
 #   CG_REQUESTS [20000]  IDLE_CONNS [10000]
 #   SKIP_CALLGRIND=1  SKIP_RSS=1  skip those parts
@@ -385,14 +386,19 @@ done
 # cpu_ticks pid -> utime+stime of the process (all its threads), in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # cpu0_ticks -> "steal total" ticks of the server+proxy CPU (the hypervisor's share: noise)
-SRV_CPU=0
-((${#PIN_SRV[@]})) || SRV_CPU=""
-cpu0_ticks() { awk -v c="cpu$SRV_CPU" '$1 == c {t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t}' /proc/stat; }
+SRV_CPU=0 CLI_CPU=1
+((${#PIN_SRV[@]})) || SRV_CPU="" CLI_CPU=""
+# steal_ticks -> "steal total steal total" ticks of the server+proxy CPU, then of the client's CPU
+steal_ticks() {
+    awk -v a="cpu$SRV_CPU" -v b="cpu$CLI_CPU" '$1 == a || $1 == b {t = 0; for (i = 2; i <= 9; i++) t += $i; v[$1] = $9 " " t}
+        END {print v[a], v[b]}' /proc/stat
+}
 CLK_TCK=$(getconf CLK_TCK)
 
-# run_wrk target seconds -> "reqs secs p50 p99 errors cpu_ticks steal_ticks all_ticks" ("ERR ..." on failure)
+# run_wrk target seconds -> "reqs secs p50 p99 errors cpu_ticks steal_ticks all_ticks steal_ticks_cli all_ticks_cli"
+# ("ERR ..." on failure)
 run_wrk() {
-    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt p50 p99 err=0 n pid c0 c1 reqs el st0 tt0 st1 tt1
+    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt p50 p99 err=0 n pid c0 c1 reqs el st0 tt0 st1 tt1 sc0 tc0 sc1 tc1
     if [[ $tgt != direct ]] && ! kill -0 "${TPID[$tgt]}" 2>/dev/null; then
         echo "ERR - - - died -"
         return
@@ -400,11 +406,11 @@ run_wrk() {
     # CPU time the measured process spent per request: steadier than req/s on a shared VM
     pid=${TPID[$tgt]:-$UP_PID}
     c0=$(cpu_ticks "$pid")
-    read -r st0 tt0 <<<"$(cpu0_ticks)"
+    read -r st0 tt0 sc0 tc0 <<<"$(steal_ticks)"
     timeout $((secs + 30)) "${PIN_CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" --latency \
         "http://127.0.0.1:${TPORT[$tgt]}/1k.bin" >"$f" 2>&1
     c1=$(cpu_ticks "$pid")
-    read -r st1 tt1 <<<"$(cpu0_ticks)"
+    read -r st1 tt1 sc1 tc1 <<<"$(steal_ticks)"
     # "339679 requests in 8.01s, 422.42MB read"
     read -r reqs el <<<"$(awk '/ requests in / {t = $4; sub(/,$/, "", t); s = t + 0
         if (t ~ /ms$/) s /= 1000; else if (t ~ /m$/) s *= 60; print $1, s}' "$f")"
@@ -418,7 +424,7 @@ run_wrk() {
         echo "ERR - - - $err -"
         return
     fi
-    echo "$reqs $el ${p50:--} ${p99:--} $err $((c1 - c0)) $((st1 - st0)) $((tt1 - tt0))"
+    echo "$reqs $el ${p50:--} ${p99:--} $err $((c1 - c0)) $((st1 - st0)) $((tt1 - tt0)) $((sc1 - sc0)) $((tc1 - tc0))"
 }
 # to_us "1.52ms" | "600.00us" | "1.2s" -> microseconds
 to_us() {
@@ -457,26 +463,28 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
     log "round $attempt (for round $r/$ROUNDS)"
     out "Round $attempt (for round $r/$ROUNDS):"
     out ""
-    out "| target | req/s | p50 (median of slices) | p99 (worst slice) | errors | CPU µs/req (server or proxy process) | steal % (CPU $SRV_CPU) |"
-    out "|---|---:|---:|---:|---:|---:|---:|"
-    declare -A S_REQ=() S_SEC=() S_ERR=() S_TCK=() S_P50=() S_P99=() S_BAD=() S_ST=() S_TT=()
+    out "| target | req/s | p50 (median of slices) | p99 (worst slice) | errors | CPU µs/req (server or proxy process) | steal % (CPU $SRV_CPU) | steal % (client, CPU $CLI_CPU) |"
+    out "|---|---:|---:|---:|---:|---:|---:|---:|"
+    declare -A S_REQ=() S_SEC=() S_ERR=() S_TCK=() S_P50=() S_P99=() S_BAD=() S_ST=() S_TT=() S_SC=() S_TC=()
     max_steal=0
     for tgt in "${TARGETS[@]}"; do
         [[ -n ${NA[$tgt]:-} ]] && continue
         S_REQ[$tgt]=0 S_SEC[$tgt]=0 S_ERR[$tgt]=0 S_TCK[$tgt]=0 S_P50[$tgt]="" S_P99[$tgt]=0 S_ST[$tgt]=0 S_TT[$tgt]=0
+        S_SC[$tgt]=0 S_TC[$tgt]=0
         ((WARMUP > 0)) && run_wrk "$tgt" "$WARMUP" >/dev/null
     done
     for ((s = 0; s < SLICES; s++)); do
         for ((k = 0; k < NT; k++)); do
             tgt=${TARGETS[$(((k + s + attempt - 1) % NT))]}
             [[ -n ${NA[$tgt]:-} || -n ${S_BAD[$tgt]:-} ]] && continue
-            read -r reqs el p50 p99 err tck st tt <<<"$(run_wrk "$tgt" "$SLICE_SECS")"
+            read -r reqs el p50 p99 err tck st tt sc tc <<<"$(run_wrk "$tgt" "$SLICE_SECS")"
             if [[ $reqs == ERR ]]; then
                 S_BAD[$tgt]=1
                 continue
             fi
             S_REQ[$tgt]=$((S_REQ[$tgt] + reqs)) S_ERR[$tgt]=$((S_ERR[$tgt] + err))
             S_TCK[$tgt]=$((S_TCK[$tgt] + tck)) S_ST[$tgt]=$((S_ST[$tgt] + st)) S_TT[$tgt]=$((S_TT[$tgt] + tt))
+            S_SC[$tgt]=$((S_SC[$tgt] + ${sc:-0})) S_TC[$tgt]=$((S_TC[$tgt] + ${tc:-0}))
             S_SEC[$tgt]=$(awk -v a="${S_SEC[$tgt]}" -v b="$el" 'BEGIN {print a + b}')
             S_P50[$tgt]="${S_P50[$tgt]} $(to_us "$p50")"
             S_P99[$tgt]=$(awk -v a="${S_P99[$tgt]}" -v b="$(to_us "$p99")" 'BEGIN {print (b > a) ? b : a}')
@@ -485,12 +493,12 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
     for tgt in "${TARGETS[@]}"; do
         if [[ -n ${NA[$tgt]:-} ]]; then
             RPS[$tgt,$r]=n/a
-            out "| $tgt | n/a | | | | | |"
+            out "| $tgt | n/a | | | | | | |"
             continue
         fi
         if [[ -n ${S_BAD[$tgt]:-} ]]; then
             RPS[$tgt,$r]=ERR CPU[$tgt,$r]=-
-            out "| $tgt | ERR | | | ${S_ERR[$tgt]} | | |"
+            out "| $tgt | ERR | | | ${S_ERR[$tgt]} | | | |"
             continue
         fi
         rps=$(awk -v n="${S_REQ[$tgt]}" -v t="${S_SEC[$tgt]}" 'BEGIN {printf "%.0f", n / t}')
@@ -503,8 +511,11 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
         RPS[$tgt,$r]=$rps
         CPU[$tgt,$r]=$cpu
         steal=$(awk -v s="${S_ST[$tgt]}" -v t="${S_TT[$tgt]}" 'BEGIN {if (t > 0) printf "%.0f", 100 * s / t; else print "-"}')
-        [[ $steal =~ ^[0-9]+$ ]] && ((steal > max_steal)) && max_steal=$steal
-        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu | $steal |"
+        steal_cli=$(awk -v s="${S_SC[$tgt]}" -v t="${S_TC[$tgt]}" 'BEGIN {if (t > 0) printf "%.0f", 100 * s / t; else print "-"}')
+        for v in "$steal" "$steal_cli"; do
+            [[ $v =~ ^[0-9]+$ ]] && ((v > max_steal)) && max_steal=$v
+        done
+        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu | $steal | $steal_cli |"
     done
     rn=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[nginx,$r]}")
     rh=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[haproxy,$r]}")
@@ -513,7 +524,7 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
     # discard a noisy round only while enough attempts are left to replace it
     if ((max_steal > MAX_STEAL && ROUNDS + EXTRA_ROUNDS - attempt >= ROUNDS - kept)); then
         DISCARDED=$((DISCARDED + 1))
-        out "leaseway/nginx = $rn, leaseway/haproxy = $rh — not counted: $max_steal % steal on CPU $SRV_CPU (above MAX_STEAL=$MAX_STEAL %), run again"
+        out "leaseway/nginx = $rn, leaseway/haproxy = $rh — not counted: $max_steal % steal (above MAX_STEAL=$MAX_STEAL %), run again"
     else
         kept=$((kept + 1))
         RATIO_N+=("$rn") RATIO_H+=("$rh")
