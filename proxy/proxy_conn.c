@@ -1353,9 +1353,15 @@ static int up_handshake(struct upstream *u)
     return -1;
 }
 
+/* Connected (and through TLS): its queued request bytes may go out. */
+static bool upstream_may_send(const struct upstream *u)
+{
+    return !u->dead && !u->connecting && !u->handshaking;
+}
+
 static void upstream_flush(struct upstream *u)
 {
-    if (u->dead || u->connecting || u->handshaking)
+    if (!upstream_may_send(u))
         return;
     while (evbuffer_get_length(u->out) > 0) {
         int n = up_write(u);
@@ -1815,11 +1821,11 @@ static void send_batch(struct proxy_worker *w)
         struct upstream *u = w->flushq[i].u;
         if (c && !c->dead && c->out && evbuffer_get_length(c->out))
             items[n++] = (struct proxy_send){.fd = c->fd, .buf = c->out};
-        else if (u && !u->dead && !u->connecting && !u->handshaking && !u->ssl && evbuffer_get_length(u->out))
+        else if (u && upstream_may_send(u) && !u->ssl && evbuffer_get_length(u->out))
             items[n++] = (struct proxy_send){.fd = u->fd, .buf = u->out};
     }
     if (n < 2)
-        return; /* one send is one system call either way */
+        return; /* one send is one system call either way: the loop below makes it */
     int sent = proxy_uring_send(w->uring, items, n);
     if (sent < 0) {
         proxy_log_warn("io_uring send failed: one send per socket from now on", "worker=%d err=\"%s\"", w->id,
@@ -1841,7 +1847,7 @@ static void upstream_send(struct upstream *u)
 /* End of a loop pass: send what was queued (sending may queue more; those go too, in order). */
 void proxy_conn_flush_queued(struct proxy_worker *w)
 {
-    if (w->uring && w->nflushq > 1)
+    if (w->uring)
         send_batch(w);
     for (size_t i = 0; i < w->nflushq; i++) {
         struct flush_item it = w->flushq[i];

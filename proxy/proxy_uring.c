@@ -30,8 +30,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define MSG_IOV 16 /* chunks per send, as proxy_sock_send: the rest goes on the next send */
-
 struct proxy_uring {
     int fd;
     unsigned entries;
@@ -42,7 +40,7 @@ struct proxy_uring {
     void *sq_map, *cq_map, *sqe_map;
     size_t sq_len, cq_len, sqe_len;
     struct msghdr *msgs; /* [entries] */
-    struct iovec *iovs;  /* [entries * MSG_IOV] */
+    struct iovec *iovs;  /* [entries * PROXY_SEND_IOV] */
 };
 
 static int enter(int fd, unsigned to_submit, unsigned min_complete)
@@ -97,7 +95,7 @@ struct proxy_uring *proxy_uring_new(unsigned entries)
     for (unsigned i = 0; i < p.sq_entries; i++)
         array[i] = i;
     r->msgs = calloc(r->entries, sizeof(*r->msgs));
-    r->iovs = calloc((size_t)r->entries * MSG_IOV, sizeof(*r->iovs));
+    r->iovs = calloc((size_t)r->entries * PROXY_SEND_IOV, sizeof(*r->iovs));
     if (!r->msgs || !r->iovs) {
         errno = ENOMEM;
         goto fail;
@@ -127,15 +125,26 @@ void proxy_uring_free(struct proxy_uring *r)
     free(r);
 }
 
-/* Fills SQE `slot` with a send of up to MSG_IOV chunks of `b` to `fd`; false if `b` is empty. */
+int proxy_send_iov(struct evbuffer *b, struct iovec iov[PROXY_SEND_IOV])
+{
+    struct evbuffer_iovec v[PROXY_SEND_IOV];
+    int n = evbuffer_peek(b, -1, NULL, v, PROXY_SEND_IOV);
+    if (n <= 0)
+        return 0;
+    if (n > PROXY_SEND_IOV) /* peek says how many chunks there are, not how many it filled */
+        n = PROXY_SEND_IOV;
+    for (int i = 0; i < n; i++)
+        iov[i] = (struct iovec){.iov_base = v[i].iov_base, .iov_len = v[i].iov_len};
+    return n;
+}
+
+/* Fills SQE `slot` with a send of the first chunks of `b` to `fd`; false if `b` is empty. */
 static bool prep_send(struct proxy_uring *r, unsigned slot, int fd, struct evbuffer *b, uint64_t tag)
 {
-    struct evbuffer_iovec v[MSG_IOV];
-    int nv = evbuffer_peek(b, -1, NULL, v, MSG_IOV);
-    if (nv <= 0)
+    struct iovec *iov = &r->iovs[(size_t)slot * PROXY_SEND_IOV];
+    int nv = proxy_send_iov(b, iov);
+    if (nv == 0)
         return false;
-    if (nv > MSG_IOV)
-        nv = MSG_IOV;
     struct io_uring_sqe *sqe = &r->sqes[slot];
     memset(sqe, 0, sizeof(*sqe));
     sqe->fd = fd;
@@ -143,13 +152,10 @@ static bool prep_send(struct proxy_uring *r, unsigned slot, int fd, struct evbuf
     sqe->user_data = tag;
     if (nv == 1) {
         sqe->opcode = IORING_OP_SEND;
-        sqe->addr = (uintptr_t)v[0].iov_base;
-        sqe->len = (uint32_t)(v[0].iov_len > UINT32_MAX ? UINT32_MAX : v[0].iov_len);
+        sqe->addr = (uintptr_t)iov[0].iov_base;
+        sqe->len = (uint32_t)(iov[0].iov_len > UINT32_MAX ? UINT32_MAX : iov[0].iov_len);
         return true;
     }
-    struct iovec *iov = &r->iovs[(size_t)slot * MSG_IOV];
-    for (int i = 0; i < nv; i++)
-        iov[i] = (struct iovec){.iov_base = v[i].iov_base, .iov_len = v[i].iov_len};
     r->msgs[slot] = (struct msghdr){.msg_iov = iov, .msg_iovlen = (size_t)nv};
     sqe->opcode = IORING_OP_SENDMSG;
     sqe->addr = (uintptr_t)&r->msgs[slot];

@@ -7,8 +7,15 @@
 
 #include <stddef.h>
 
+#include <sys/uio.h>
+
 struct evbuffer;
 struct proxy_uring;
+
+#define PROXY_SEND_IOV 16 /* chunks per send: the rest of a buffer goes on the next send */
+
+/* The first (up to PROXY_SEND_IOV) chunks of `b` as iovecs, for one send; 0 if `b` is empty. */
+int proxy_send_iov(struct evbuffer *b, struct iovec iov[PROXY_SEND_IOV]);
 
 /* One socket and the buffer whose bytes go to it. */
 struct proxy_send {

@@ -53,22 +53,16 @@ ssize_t proxy_sock_recv(int fd, void *buf, size_t len)
     return syscall(SYS_recvfrom, fd, buf, len, 0, NULL, NULL);
 }
 
-#define SEND_IOV 16
-
 int proxy_sock_send(struct evbuffer *b, int fd)
 {
-    struct evbuffer_iovec v[SEND_IOV];
-    int n = evbuffer_peek(b, -1, NULL, v, SEND_IOV);
-    if (n <= 0)
+    struct iovec iov[PROXY_SEND_IOV];
+    int n = proxy_send_iov(b, iov);
+    if (n == 0)
         return 0;
     long r;
     if (n == 1) {
-        r = syscall(SYS_sendto, fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0);
+        r = syscall(SYS_sendto, fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0);
     } else {
-        struct iovec iov[SEND_IOV];
-        n = n < SEND_IOV ? n : SEND_IOV;
-        for (int i = 0; i < n; i++)
-            iov[i] = (struct iovec){.iov_base = v[i].iov_base, .iov_len = v[i].iov_len};
         struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         r = syscall(SYS_sendmsg, fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
