@@ -436,6 +436,9 @@ fmt_us() { # microseconds -> "812us" or "1.52ms"
     awk -v u="$1" 'BEGIN { if (u == "") print "-"; else if (u < 1000) printf "%.0fus\n", u; else printf "%.2fms\n", u / 1000 }'
 }
 
+pct() { # part whole -> whole percent, "-" if whole is 0
+    awk -v s="$1" -v t="$2" 'BEGIN {if (t > 0) printf "%.0f", 100 * s / t; else print "-"}'
+}
 fmt_ratio() { # a b -> a/b, "ERR" if a is an error, "n/a" if either is missing
     awk -v a="$1" -v b="$2" 'BEGIN {
         if (a ~ /^ERR/) print "ERR"
@@ -510,8 +513,7 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
         [[ $err != 0 ]] && rps="ERR($rps)"
         RPS[$tgt,$r]=$rps
         CPU[$tgt,$r]=$cpu
-        steal=$(awk -v s="${S_ST[$tgt]}" -v t="${S_TT[$tgt]}" 'BEGIN {if (t > 0) printf "%.0f", 100 * s / t; else print "-"}')
-        steal_cli=$(awk -v s="${S_SC[$tgt]}" -v t="${S_TC[$tgt]}" 'BEGIN {if (t > 0) printf "%.0f", 100 * s / t; else print "-"}')
+        steal=$(pct "${S_ST[$tgt]}" "${S_TT[$tgt]}") steal_cli=$(pct "${S_SC[$tgt]}" "${S_TC[$tgt]}")
         for v in "$steal" "$steal_cli"; do
             [[ $v =~ ^[0-9]+$ ]] && ((v > max_steal)) && max_steal=$v
         done
