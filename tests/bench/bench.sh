@@ -20,6 +20,12 @@
 #      the proxies: it is printed, marked, not counted, and run again (at most
 #      EXTRA_ROUNDS times in all; when they run out, noisy rounds count). The
 #      minimum ratios over all rounds, discarded ones included, are printed too.
+#      Before each round a 2 s probe (wrk -> upstream) measures the steal; while
+#      it is above MAX_STEAL the round waits, QUIET_WAIT seconds at most, then
+#      runs whatever the steal. The wait looks only at the machine, never at a
+#      result. The idle % of CPU 0 is shown too: a saturated server+proxy CPU
+#      has next to none, so idle there means the client or the hypervisor, not
+#      the proxy, set the pace.
 #   2. user-space instructions per proxied request (callgrind, Ir):
 #      (Ir(N requests) - Ir(0 requests)) / N, client = bench_client.py, fixed
 #      N over 4 keep-alive connections. Bar: leaseway <= 0.8x nginx.
@@ -31,12 +37,13 @@
 #   LEASEWAY_ARGS  extra flags for leaseway                         []
 #   ROUNDS [5]  DURATION [10] s per target and round  SLICES [5]
 #   MAX_STEAL [5] % steal on either CPU above which a round is re-run  EXTRA_ROUNDS [3]
+#   QUIET_WAIT [60] s a round waits at most for the steal to fall to MAX_STEAL
 #   WARMUP [2] s per target and round  CONNS [64] wrk connections
 #   CG_REQUESTS [20000]  IDLE_CONNS [10000]
 #   SKIP_CALLGRIND=1  SKIP_RSS=1  skip those parts
 #   QUICK=1   smoke run: 1 round x 3 s in 1 slice, 1 s warm-up, 2000 callgrind requests,
 #             2000 idle connections (CI; < 2 min)
-#   MAX_SECONDS  hard time budget, the run is killed after it [870; QUICK 170]
+#   MAX_SECONDS  hard time budget, the run is killed after it [1500; QUICK 170]
 #   KEEP_TMP=1   keep the temporary directory (configs, logs, wrk output)
 #   NOTE         free text added to the --record section (e.g. "machine busy")
 #
@@ -52,19 +59,19 @@ REPO=$(cd "$HERE/../.." && pwd)
 bench_args "record strict" "$@"
 
 if [[ ${QUICK:-0} == 1 ]]; then
-    : "${ROUNDS:=1}" "${DURATION:=3}" "${WARMUP:=1}" "${SLICES:=1}" "${CG_REQUESTS:=2000}" "${EXTRA_ROUNDS:=0}" \
+    : "${ROUNDS:=1}" "${DURATION:=3}" "${WARMUP:=1}" "${SLICES:=1}" "${CG_REQUESTS:=2000}" "${EXTRA_ROUNDS:=0}" "${QUIET_WAIT:=0}" \
         "${IDLE_CONNS:=2000}" "${MAX_SECONDS:=170}"
 fi
 ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10} WARMUP=${WARMUP:-2} CONNS=${CONNS:-64} SLICES=${SLICES:-5}
 CG_REQUESTS=${CG_REQUESTS:-20000} IDLE_CONNS=${IDLE_CONNS:-10000}
-MAX_STEAL=${MAX_STEAL:-5} EXTRA_ROUNDS=${EXTRA_ROUNDS:-3}
-MAX_SECONDS=${MAX_SECONDS:-870}
+MAX_STEAL=${MAX_STEAL:-5} EXTRA_ROUNDS=${EXTRA_ROUNDS:-3} QUIET_WAIT=${QUIET_WAIT:-60}
+MAX_SECONDS=${MAX_SECONDS:-1500}
 if [[ -z ${LEASEWAY_BIN:-} ]]; then
     LEASEWAY_BIN=/work/main/build/leaseway
     [[ -e $LEASEWAY_BIN ]] || LEASEWAY_BIN=$REPO/build/leaseway
 fi
 LEASEWAY_ARGS=${LEASEWAY_ARGS:-}
-for v in ROUNDS DURATION WARMUP CONNS SLICES CG_REQUESTS IDLE_CONNS MAX_SECONDS MAX_STEAL EXTRA_ROUNDS; do
+for v in ROUNDS DURATION WARMUP CONNS SLICES CG_REQUESTS IDLE_CONNS MAX_SECONDS MAX_STEAL EXTRA_ROUNDS QUIET_WAIT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench.sh: $v must be a number" >&2; exit 2; }
 done
 ((ROUNDS >= 1 && DURATION >= 1 && SLICES >= 1 && CG_REQUESTS >= 1)) ||
@@ -388,17 +395,20 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # cpu0_ticks -> "steal total" ticks of the server+proxy CPU (the hypervisor's share: noise)
 SRV_CPU=0 CLI_CPU=1
 ((${#PIN_SRV[@]})) || SRV_CPU="" CLI_CPU=""
-# steal_ticks -> "steal total steal total" ticks of the server+proxy CPU, then of the client's CPU
+# steal_ticks -> "steal total steal total idle" ticks: steal and all of the server+proxy CPU, then
+# of the client's CPU, then the idle (idle + iowait) ticks of the server+proxy CPU
 steal_ticks() {
-    awk -v a="cpu$SRV_CPU" -v b="cpu$CLI_CPU" '$1 == a || $1 == b {t = 0; for (i = 2; i <= 9; i++) t += $i; v[$1] = $9 " " t}
-        END {print v[a], v[b]}' /proc/stat
+    awk -v a="cpu$SRV_CPU" -v b="cpu$CLI_CPU" '$1 == a || $1 == b {t = 0; for (i = 2; i <= 9; i++) t += $i; v[$1] = $9 " " t
+            if ($1 == a) idle = $5 + $6 }
+        END {print v[a], v[b], idle + 0}' /proc/stat
 }
 CLK_TCK=$(getconf CLK_TCK)
 
-# run_wrk target seconds -> "reqs secs p50 p99 errors cpu_ticks steal_ticks all_ticks steal_ticks_cli all_ticks_cli"
+# run_wrk target seconds -> "reqs secs p50 p99 errors cpu_ticks steal_ticks all_ticks steal_ticks_cli all_ticks_cli
+#                            idle_ticks" (the last: CPU 0 idle, which a saturated server+proxy CPU does not have)
 # ("ERR ..." on failure)
 run_wrk() {
-    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt p50 p99 err=0 n pid c0 c1 reqs el st0 tt0 st1 tt1 sc0 tc0 sc1 tc1
+    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt p50 p99 err=0 n pid c0 c1 reqs el st0 tt0 st1 tt1 sc0 tc0 sc1 tc1 id0 id1
     if [[ $tgt != direct ]] && ! kill -0 "${TPID[$tgt]}" 2>/dev/null; then
         echo "ERR - - - died -"
         return
@@ -406,11 +416,11 @@ run_wrk() {
     # CPU time the measured process spent per request: steadier than req/s on a shared VM
     pid=${TPID[$tgt]:-$UP_PID}
     c0=$(cpu_ticks "$pid")
-    read -r st0 tt0 sc0 tc0 <<<"$(steal_ticks)"
+    read -r st0 tt0 sc0 tc0 id0 <<<"$(steal_ticks)"
     timeout $((secs + 30)) "${PIN_CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" --latency \
         "http://127.0.0.1:${TPORT[$tgt]}/1k.bin" >"$f" 2>&1
     c1=$(cpu_ticks "$pid")
-    read -r st1 tt1 sc1 tc1 <<<"$(steal_ticks)"
+    read -r st1 tt1 sc1 tc1 id1 <<<"$(steal_ticks)"
     # "339679 requests in 8.01s, 422.42MB read"
     read -r reqs el <<<"$(awk '/ requests in / {t = $4; sub(/,$/, "", t); s = t + 0
         if (t ~ /ms$/) s /= 1000; else if (t ~ /m$/) s *= 60; print $1, s}' "$f")"
@@ -424,7 +434,7 @@ run_wrk() {
         echo "ERR - - - $err -"
         return
     fi
-    echo "$reqs $el ${p50:--} ${p99:--} $err $((c1 - c0)) $((st1 - st0)) $((tt1 - tt0)) $((sc1 - sc0)) $((tc1 - tc0))"
+    echo "$reqs $el ${p50:--} ${p99:--} $err $((c1 - c0)) $((st1 - st0)) $((tt1 - tt0)) $((sc1 - sc0)) $((tc1 - tc0)) $((id1 - id0))"
 }
 # to_us "1.52ms" | "600.00us" | "1.2s" -> microseconds
 to_us() {
@@ -456,6 +466,25 @@ ALL_N=() ALL_H=()     # every round run, discarded ones included
 # targets see the same minutes of a noisy VM. SLICES=1 is the plain
 # one-run-per-target round.
 SLICE_SECS=$(((DURATION + SLICES - 1) / SLICES))
+# wait_quiet: probe the steal with 2 s of wrk -> upstream (both CPUs busy, as in a round); while it is
+# above MAX_STEAL on either CPU, wait and probe again, QUIET_WAIT seconds at most.
+# Prints "<seconds waited> quiet|noisy".
+wait_quiet() {
+    local waited=0 st tt sc tc a b state=noisy
+    while :; do
+        read -r _ _ _ _ _ _ st tt sc tc _ <<<"$(run_wrk direct 2)"
+        a=$(pct "${st:-0}" "${tt:-0}") b=$(pct "${sc:-0}" "${tc:-0}")
+        if [[ $a =~ ^[0-9]+$ && $b =~ ^[0-9]+$ ]] && ((a <= MAX_STEAL && b <= MAX_STEAL)); then
+            state=quiet
+            break
+        fi
+        ((waited >= QUIET_WAIT)) && break
+        log "steal $a % (CPU $SRV_CPU), $b % (CPU $CLI_CPU): waiting for a quieter machine"
+        sleep 5
+        waited=$((waited + 7))
+    done
+    echo "$waited $state"
+}
 out "### Throughput (wrk -t1 -c$CONNS; per round and target: $SLICES slice(s) of $SLICE_SECS s, targets interleaved and rotated within each round, ${WARMUP} s warm-up per round; pinning: $PINNING)"
 out ""
 NT=${#TARGETS[@]}
@@ -463,31 +492,39 @@ kept=0 attempt=0 DISCARDED=0
 while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
     attempt=$((attempt + 1))
     r=$((kept + 1)) # the counted round this one becomes, unless it is discarded
+    waited=0 state=quiet
+    ((QUIET_WAIT > 0)) && read -r waited state <<<"$(wait_quiet)"
     log "round $attempt (for round $r/$ROUNDS)"
-    out "Round $attempt (for round $r/$ROUNDS):"
+    if ((waited > 0)) && [[ $state == quiet ]]; then
+        out "Round $attempt (for round $r/$ROUNDS; it waited ${waited} s for the steal to fall):"
+    elif ((waited > 0)); then
+        out "Round $attempt (for round $r/$ROUNDS; the steal was still above $MAX_STEAL % after ${waited} s of waiting):"
+    else
+        out "Round $attempt (for round $r/$ROUNDS):"
+    fi
     out ""
-    out "| target | req/s | p50 (median of slices) | p99 (worst slice) | errors | CPU µs/req (server or proxy process) | steal % (CPU $SRV_CPU) | steal % (client, CPU $CLI_CPU) |"
-    out "|---|---:|---:|---:|---:|---:|---:|---:|"
-    declare -A S_REQ=() S_SEC=() S_ERR=() S_TCK=() S_P50=() S_P99=() S_BAD=() S_ST=() S_TT=() S_SC=() S_TC=()
+    out "| target | req/s | p50 (median of slices) | p99 (worst slice) | errors | CPU µs/req (server or proxy process) | steal % (CPU $SRV_CPU) | steal % (client, CPU $CLI_CPU) | idle % (CPU $SRV_CPU) |"
+    out "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    declare -A S_REQ=() S_SEC=() S_ERR=() S_TCK=() S_P50=() S_P99=() S_BAD=() S_ST=() S_TT=() S_SC=() S_TC=() S_ID=()
     max_steal=0
     for tgt in "${TARGETS[@]}"; do
         [[ -n ${NA[$tgt]:-} ]] && continue
         S_REQ[$tgt]=0 S_SEC[$tgt]=0 S_ERR[$tgt]=0 S_TCK[$tgt]=0 S_P50[$tgt]="" S_P99[$tgt]=0 S_ST[$tgt]=0 S_TT[$tgt]=0
-        S_SC[$tgt]=0 S_TC[$tgt]=0
+        S_SC[$tgt]=0 S_TC[$tgt]=0 S_ID[$tgt]=0
         ((WARMUP > 0)) && run_wrk "$tgt" "$WARMUP" >/dev/null
     done
     for ((s = 0; s < SLICES; s++)); do
         for ((k = 0; k < NT; k++)); do
             tgt=${TARGETS[$(((k + s + attempt - 1) % NT))]}
             [[ -n ${NA[$tgt]:-} || -n ${S_BAD[$tgt]:-} ]] && continue
-            read -r reqs el p50 p99 err tck st tt sc tc <<<"$(run_wrk "$tgt" "$SLICE_SECS")"
+            read -r reqs el p50 p99 err tck st tt sc tc id <<<"$(run_wrk "$tgt" "$SLICE_SECS")"
             if [[ $reqs == ERR ]]; then
                 S_BAD[$tgt]=1
                 continue
             fi
             S_REQ[$tgt]=$((S_REQ[$tgt] + reqs)) S_ERR[$tgt]=$((S_ERR[$tgt] + err))
             S_TCK[$tgt]=$((S_TCK[$tgt] + tck)) S_ST[$tgt]=$((S_ST[$tgt] + st)) S_TT[$tgt]=$((S_TT[$tgt] + tt))
-            S_SC[$tgt]=$((S_SC[$tgt] + ${sc:-0})) S_TC[$tgt]=$((S_TC[$tgt] + ${tc:-0}))
+            S_SC[$tgt]=$((S_SC[$tgt] + ${sc:-0})) S_TC[$tgt]=$((S_TC[$tgt] + ${tc:-0})) S_ID[$tgt]=$((S_ID[$tgt] + ${id:-0}))
             S_SEC[$tgt]=$(awk -v a="${S_SEC[$tgt]}" -v b="$el" 'BEGIN {print a + b}')
             S_P50[$tgt]="${S_P50[$tgt]} $(to_us "$p50")"
             S_P99[$tgt]=$(awk -v a="${S_P99[$tgt]}" -v b="$(to_us "$p99")" 'BEGIN {print (b > a) ? b : a}')
@@ -496,12 +533,12 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
     for tgt in "${TARGETS[@]}"; do
         if [[ -n ${NA[$tgt]:-} ]]; then
             RPS[$tgt,$r]=n/a
-            out "| $tgt | n/a | | | | | | |"
+            out "| $tgt | n/a | | | | | | | |"
             continue
         fi
         if [[ -n ${S_BAD[$tgt]:-} ]]; then
             RPS[$tgt,$r]=ERR CPU[$tgt,$r]=-
-            out "| $tgt | ERR | | | ${S_ERR[$tgt]} | | | |"
+            out "| $tgt | ERR | | | ${S_ERR[$tgt]} | | | | |"
             continue
         fi
         rps=$(awk -v n="${S_REQ[$tgt]}" -v t="${S_SEC[$tgt]}" 'BEGIN {printf "%.0f", n / t}')
@@ -517,7 +554,7 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
         for v in "$steal" "$steal_cli"; do
             [[ $v =~ ^[0-9]+$ ]] && ((v > max_steal)) && max_steal=$v
         done
-        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu | $steal | $steal_cli |"
+        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu | $steal | $steal_cli | $(pct "${S_ID[$tgt]}" "${S_TT[$tgt]}") |"
     done
     rn=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[nginx,$r]}")
     rh=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[haproxy,$r]}")
@@ -719,7 +756,7 @@ if ((RECORD)); then
         echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "- leaseway: $LEASEWAY_BIN, ${LW_VERSION:-n/a}, built ${LW_BUILT:-?}, repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'none')"
         echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-        echo "- ROUNDS=$ROUNDS (counted) DURATION=$DURATION SLICES=$SLICES WARMUP=$WARMUP CONNS=$CONNS MAX_STEAL=$MAX_STEAL EXTRA_ROUNDS=$EXTRA_ROUNDS CG_REQUESTS=$CG_REQUESTS IDLE_CONNS=$IDLE_CONNS"
+        echo "- ROUNDS=$ROUNDS (counted) DURATION=$DURATION SLICES=$SLICES WARMUP=$WARMUP CONNS=$CONNS MAX_STEAL=$MAX_STEAL EXTRA_ROUNDS=$EXTRA_ROUNDS QUIET_WAIT=$QUIET_WAIT CG_REQUESTS=$CG_REQUESTS IDLE_CONNS=$IDLE_CONNS"
         echo ""
         cat "$T/report.md"
     } >>"$HERE/RESULTS.md"
