@@ -388,6 +388,9 @@ static void handle_metrics(struct evhttp_request *req, struct proxy_admin *a)
     metric_header(b, "leaseway_connections", "gauge", "Open client connections.");
     evbuffer_add_printf(b, "leaseway_connections %llu\n",
                         (unsigned long long)worker_sum(px, offsetof(struct proxy_metrics, connections)));
+    metric_header(b, "leaseway_connections_accepted_total", "counter", "Client connections accepted.");
+    evbuffer_add_printf(b, "leaseway_connections_accepted_total %llu\n",
+                        (unsigned long long)worker_sum(px, offsetof(struct proxy_metrics, accepted)));
     metric_header(b, "leaseway_upstream_connects_total", "counter",
                   "Connections opened to the app or peers.");
     evbuffer_add_printf(

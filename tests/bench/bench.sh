@@ -389,15 +389,14 @@ for p in "${PROXIES[@]}"; do
     fi
 done
 
-# run_wrk target seconds -> echo "rps p50 p99 errors" ("ERR ..." on failure)
 # cpu_ticks pid -> utime+stime of the process (all its threads), in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# cpu0_ticks -> "steal total" ticks of the server+proxy CPU (the hypervisor's share: noise)
+# the CPUs whose /proc/stat rows tell the noise: server+proxy and client (unpinned: the whole machine)
 SRV_CPU=0 CLI_CPU=1
 ((${#PIN_SRV[@]})) || SRV_CPU="" CLI_CPU=""
-# steal_ticks -> "steal total steal total idle" ticks: steal and all of the server+proxy CPU, then
+# stat_ticks -> "steal total steal total idle" ticks: steal and all of the server+proxy CPU, then
 # of the client's CPU, then the idle (idle + iowait) ticks of the server+proxy CPU
-steal_ticks() {
+stat_ticks() {
     awk -v a="cpu$SRV_CPU" -v b="cpu$CLI_CPU" '$1 == a || $1 == b {t = 0; for (i = 2; i <= 9; i++) t += $i; v[$1] = $9 " " t
             if ($1 == a) idle = $5 + $6 }
         END {print v[a], v[b], idle + 0}' /proc/stat
@@ -416,11 +415,11 @@ run_wrk() {
     # CPU time the measured process spent per request: steadier than req/s on a shared VM
     pid=${TPID[$tgt]:-$UP_PID}
     c0=$(cpu_ticks "$pid")
-    read -r st0 tt0 sc0 tc0 id0 <<<"$(steal_ticks)"
+    read -r st0 tt0 sc0 tc0 id0 <<<"$(stat_ticks)"
     timeout $((secs + 30)) "${PIN_CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" --latency \
         "http://127.0.0.1:${TPORT[$tgt]}/1k.bin" >"$f" 2>&1
     c1=$(cpu_ticks "$pid")
-    read -r st1 tt1 sc1 tc1 id1 <<<"$(steal_ticks)"
+    read -r st1 tt1 sc1 tc1 id1 <<<"$(stat_ticks)"
     # "339679 requests in 8.01s, 422.42MB read"
     read -r reqs el <<<"$(awk '/ requests in / {t = $4; sub(/,$/, "", t); s = t + 0
         if (t ~ /ms$/) s /= 1000; else if (t ~ /m$/) s *= 60; print $1, s}' "$f")"

@@ -88,6 +88,7 @@ ok0 = value(s0, "leaseway_requests_total", route="local", code="200") or 0
 nf0 = value(s0, "leaseway_requests_total", route="local", code="404") or 0
 cnt0 = value(s0, "leaseway_request_duration_seconds_count") or 0
 sum0 = value(s0, "leaseway_request_duration_seconds_sum") or 0
+acc0 = value(s0, "leaseway_connections_accepted_total")
 c = Client(port)
 for i in range(5):
     c.send(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"); c.response()
@@ -114,6 +115,8 @@ if not buckets:  # labelled histogram: sum over labels per le
     buckets = sorted(agg.items())
 ck.ok("histogram has a +Inf bucket equal to _count", buckets and buckets[-1][0] == float("inf") and buckets[-1][1] == cnt1, "buckets %r count %r" % (buckets[-3:], cnt1))
 ck.ok("histogram buckets are cumulative", all(buckets[i][1] <= buckets[i + 1][1] for i in range(len(buckets) - 1)))
+ck.eq("leaseway_connections_accepted_total grew by 1 (seven requests, one connection)",
+      (value(s1, "leaseway_connections_accepted_total") or 0) - (acc0 or 0), 1.0)
 conns = value(s1, "leaseway_connections")
 ck.ok("leaseway_connections counts the open client connection (>= 1)", conns is not None and conns >= 1, "got %r" % conns)
 ck.done()

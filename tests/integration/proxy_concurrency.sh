@@ -106,9 +106,13 @@ import sys, time, socket, struct, os, base64, urllib.request
 from rawhttp import Client, Check
 ck = Check()
 port, admin = int(sys.argv[1]), int(sys.argv[2])
-def gauge():
+def metric(name):
     t = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5).read().decode()
-    return int(float([l for l in t.splitlines() if l.startswith("leaseway_connections ")][0].split()[1]))
+    return int(float([l for l in t.splitlines() if l.startswith(name + " ")][0].split()[1]))
+def gauge():
+    return metric("leaseway_connections")
+def accepted():
+    return metric("leaseway_connections_accepted_total")
 def rst(c):
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
 def half_head():
@@ -138,9 +142,15 @@ def leaves_sse_early():
 for f in [half_head, half_body_fin, half_body_rst, reset_mid_answer, gone_while_app_thinks, app_hangs_up,
           app_cuts_body, websocket_client_vanishes, leaves_sse_early]:
     with ck.step(f.__name__):
-        before = gauge()
+        before, seen = gauge(), accepted()
         for k in range(5):
             f()
+        # Only once leaseway has accepted all five does the gauge say anything: a client
+        # that sent and closed may not have been accepted yet (slow under ASan).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and accepted() < seen + 5:
+            time.sleep(0.05)
+        ck.eq("%s (x5): leaseway accepted all five" % f.__name__, accepted() - seen, 5)
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and gauge() > before:
             time.sleep(0.1)
