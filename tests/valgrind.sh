@@ -37,19 +37,15 @@ curl -sf "http://127.0.0.1:$adm/metrics" -o /dev/null || die "metrics failed"
 curl -sf "http://127.0.0.1:$adm/status" -o /dev/null || die "status failed"
 # batched sends (io_uring): 16 keep-alive clients whose requests one pass reads at once
 PYTHONPATH="$here/lib" python3 - "$lw" "$adm" "$pid" <<'EOF' || die "batched sends under valgrind failed"
-import os, signal, sys, time, urllib.request
-from rawhttp import Client
+import os, signal, sys, urllib.request
+from rawhttp import Client, wait_stopped
 port, admin, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 cs = [Client(port, timeout=60) for _ in range(16)]
 for c in cs:
     c.send(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")  # 16 pooled app connections
 assert all(c.response().status == 200 for c in cs)
 os.kill(pid, signal.SIGSTOP)
-for _ in range(1000):  # kill() returns before the threads have stopped
-    if all(open("/proc/%d/task/%s/stat" % (pid, t)).read().rsplit(")", 1)[1].split()[0] in "tT"
-           for t in os.listdir("/proc/%d/task" % pid)):
-        break
-    time.sleep(0.005)
+wait_stopped(pid)
 for k, c in enumerate(cs):
     c.send(b"GET /echo?k=%d HTTP/1.1\r\nHost: t\r\n\r\n" % k)
 os.kill(pid, signal.SIGCONT)

@@ -23,7 +23,7 @@ start_upstream app
 burst() { # label
     pyrun "$1" "$LW_PORT" "$LW_ADMIN" "$LW_PID" "$1" <<'EOF'
 import hashlib, os, signal, sys, time, urllib.request
-from rawhttp import Client, Check
+from rawhttp import Client, Check, wait_stopped
 import upstream
 ck = Check()
 port, admin, pid, label = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -42,24 +42,13 @@ def metrics():
 def bucket(m, le):
     return m['leaseway_send_batch_size_bucket{le="%s"}' % le]
 
-def wait_stopped():
-    """kill() returns before the threads stop: a worker still in epoll_wait could take the first requests."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 5:
-        states = []
-        for t in os.listdir("/proc/%d/task" % pid):
-            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
-                states.append(f.read().rsplit(")", 1)[1].split()[0])
-        if all(st in "tT" for st in states):
-            return
-        time.sleep(0.005)
-    raise AssertionError("leaseway did not stop within 5 s: %r" % states)
-
 def stopped_burst(clients, request_for):
     """Writes each client's request while leaseway is stopped, so that one pass reads them all."""
     os.kill(pid, signal.SIGSTOP)
     try:
-        wait_stopped()
+        # a worker still in epoll_wait could take the first requests
+        if not wait_stopped(pid):
+            raise AssertionError("leaseway did not stop within 5 s")
         for k, c in enumerate(clients):
             c.send(request_for(k))
     finally:

@@ -242,3 +242,19 @@ def up_port():
 def get_headers(pairs, name):
     name = name.lower()
     return [v for (k, v) in pairs if k.lower() == name]
+
+
+def wait_stopped(pid, timeout=5.0):
+    """After kill(pid, SIGSTOP), which returns before the threads stop: wait until every thread
+    of pid is stopped (state t or T). False if they are not within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        if all(st in "tT" for st in states):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
