@@ -12,8 +12,9 @@
 #      seconds in a rotating order, so that the VM's slow drifts (other
 #      tenants) hit all targets alike; a target's req/s for the round is its
 #      requests over its seconds. Each row also shows the CPU time per request
-#      of the measured process and the steal % of CPU 0 and 1 (time the hypervisor
-#      gave to other guests: the noise). Bars: leaseway >= 1.10x nginx and
+#      of the measured process, of the app (the upstream nginx), and of all of
+#      CPU 0 (its busy time: proxy + app + kernel; what caps the req/s), and the
+#      steal % of CPU 0 and 1 (time the hypervisor gave to other guests: the noise). Bars: leaseway >= 1.10x nginx and
 #      >= 1.20x HAProxy in every round. A round in which any target's slices
 #      had more than MAX_STEAL % steal on either CPU (the client's too: a
 #      stalled wrk idles every proxy alike) measured the hypervisor more than
@@ -404,21 +405,22 @@ stat_ticks() {
 CLK_TCK=$(getconf CLK_TCK)
 
 # run_wrk target seconds -> "reqs secs p50 p99 errors cpu_ticks steal_ticks all_ticks steal_ticks_cli all_ticks_cli
-#                            idle_ticks" (the last: CPU 0 idle, which a saturated server+proxy CPU does not have)
+#                            idle_ticks app_ticks" (idle: CPU 0's, which a saturated server+proxy CPU does not have;
+#                            app: the upstream nginx's CPU time)
 # ("ERR ..." on failure)
 run_wrk() {
-    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt p50 p99 err=0 n pid c0 c1 reqs el st0 tt0 st1 tt1 sc0 tc0 sc1 tc1 id0 id1
+    local tgt=$1 secs=$2 f=$T/wrk-$1-$RANDOM.txt p50 p99 err=0 n pid c0 c1 a0 a1 reqs el st0 tt0 st1 tt1 sc0 tc0 sc1 tc1 id0 id1
     if [[ $tgt != direct ]] && ! kill -0 "${TPID[$tgt]}" 2>/dev/null; then
         echo "ERR - - - died -"
         return
     fi
     # CPU time the measured process spent per request: steadier than req/s on a shared VM
     pid=${TPID[$tgt]:-$UP_PID}
-    c0=$(cpu_ticks "$pid")
+    c0=$(cpu_ticks "$pid") a0=$(cpu_ticks "$UP_PID")
     read -r st0 tt0 sc0 tc0 id0 <<<"$(stat_ticks)"
     timeout $((secs + 30)) "${PIN_CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" --latency \
         "http://127.0.0.1:${TPORT[$tgt]}/1k.bin" >"$f" 2>&1
-    c1=$(cpu_ticks "$pid")
+    c1=$(cpu_ticks "$pid") a1=$(cpu_ticks "$UP_PID")
     read -r st1 tt1 sc1 tc1 id1 <<<"$(stat_ticks)"
     # "339679 requests in 8.01s, 422.42MB read"
     read -r reqs el <<<"$(awk '/ requests in / {t = $4; sub(/,$/, "", t); s = t + 0
@@ -433,7 +435,7 @@ run_wrk() {
         echo "ERR - - - $err -"
         return
     fi
-    echo "$reqs $el ${p50:--} ${p99:--} $err $((c1 - c0)) $((st1 - st0)) $((tt1 - tt0)) $((sc1 - sc0)) $((tc1 - tc0)) $((id1 - id0))"
+    echo "$reqs $el ${p50:--} ${p99:--} $err $((c1 - c0)) $((st1 - st0)) $((tt1 - tt0)) $((sc1 - sc0)) $((tc1 - tc0)) $((id1 - id0)) $((a1 - a0))"
 }
 # to_us "1.52ms" | "600.00us" | "1.2s" -> microseconds
 to_us() {
@@ -456,6 +458,7 @@ fmt_ratio() { # a b -> a/b, "ERR" if a is an error, "n/a" if either is missing
 }
 declare -A RPS # "target,counted round" -> req/s or ERR
 declare -A CPU # "target,counted round" -> CPU µs per request of the measured process
+declare -A ALL # "target,counted round" -> CPU 0 busy µs per request (proxy + app + kernel)
 RATIO_N=() RATIO_H=() # counted rounds
 ALL_N=() ALL_H=()     # every round run, discarded ones included
 
@@ -502,21 +505,21 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
         out "Round $attempt (for round $r/$ROUNDS):"
     fi
     out ""
-    out "| target | req/s | p50 (median of slices) | p99 (worst slice) | errors | CPU µs/req (server or proxy process) | steal % (CPU $SRV_CPU) | steal % (client, CPU $CLI_CPU) | idle % (CPU $SRV_CPU) |"
-    out "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-    declare -A S_REQ=() S_SEC=() S_ERR=() S_TCK=() S_P50=() S_P99=() S_BAD=() S_ST=() S_TT=() S_SC=() S_TC=() S_ID=()
+    out "| target | req/s | p50 (median of slices) | p99 (worst slice) | errors | CPU µs/req (server or proxy process) | CPU µs/req (app) | CPU $SRV_CPU µs/req (all) | steal % (CPU $SRV_CPU) | steal % (client, CPU $CLI_CPU) | idle % (CPU $SRV_CPU) |"
+    out "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    declare -A S_REQ=() S_SEC=() S_ERR=() S_TCK=() S_P50=() S_P99=() S_BAD=() S_ST=() S_TT=() S_SC=() S_TC=() S_ID=() S_ATK=()
     max_steal=0
     for tgt in "${TARGETS[@]}"; do
         [[ -n ${NA[$tgt]:-} ]] && continue
         S_REQ[$tgt]=0 S_SEC[$tgt]=0 S_ERR[$tgt]=0 S_TCK[$tgt]=0 S_P50[$tgt]="" S_P99[$tgt]=0 S_ST[$tgt]=0 S_TT[$tgt]=0
-        S_SC[$tgt]=0 S_TC[$tgt]=0 S_ID[$tgt]=0
+        S_SC[$tgt]=0 S_TC[$tgt]=0 S_ID[$tgt]=0 S_ATK[$tgt]=0
         ((WARMUP > 0)) && run_wrk "$tgt" "$WARMUP" >/dev/null
     done
     for ((s = 0; s < SLICES; s++)); do
         for ((k = 0; k < NT; k++)); do
             tgt=${TARGETS[$(((k + s + attempt - 1) % NT))]}
             [[ -n ${NA[$tgt]:-} || -n ${S_BAD[$tgt]:-} ]] && continue
-            read -r reqs el p50 p99 err tck st tt sc tc id <<<"$(run_wrk "$tgt" "$SLICE_SECS")"
+            read -r reqs el p50 p99 err tck st tt sc tc id atk <<<"$(run_wrk "$tgt" "$SLICE_SECS")"
             if [[ $reqs == ERR ]]; then
                 S_BAD[$tgt]=1
                 continue
@@ -524,6 +527,7 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
             S_REQ[$tgt]=$((S_REQ[$tgt] + reqs)) S_ERR[$tgt]=$((S_ERR[$tgt] + err))
             S_TCK[$tgt]=$((S_TCK[$tgt] + tck)) S_ST[$tgt]=$((S_ST[$tgt] + st)) S_TT[$tgt]=$((S_TT[$tgt] + tt))
             S_SC[$tgt]=$((S_SC[$tgt] + ${sc:-0})) S_TC[$tgt]=$((S_TC[$tgt] + ${tc:-0})) S_ID[$tgt]=$((S_ID[$tgt] + ${id:-0}))
+            S_ATK[$tgt]=$((S_ATK[$tgt] + ${atk:-0}))
             S_SEC[$tgt]=$(awk -v a="${S_SEC[$tgt]}" -v b="$el" 'BEGIN {print a + b}')
             S_P50[$tgt]="${S_P50[$tgt]} $(to_us "$p50")"
             S_P99[$tgt]=$(awk -v a="${S_P99[$tgt]}" -v b="$(to_us "$p99")" 'BEGIN {print (b > a) ? b : a}')
@@ -532,28 +536,32 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
     for tgt in "${TARGETS[@]}"; do
         if [[ -n ${NA[$tgt]:-} ]]; then
             RPS[$tgt,$r]=n/a
-            out "| $tgt | n/a | | | | | | | |"
+            out "| $tgt | n/a | | | | | | | | | |"
             continue
         fi
         if [[ -n ${S_BAD[$tgt]:-} ]]; then
             RPS[$tgt,$r]=ERR CPU[$tgt,$r]=-
-            out "| $tgt | ERR | | | ${S_ERR[$tgt]} | | | | |"
+            out "| $tgt | ERR | | | ${S_ERR[$tgt]} | | | | | | |"
             continue
         fi
         rps=$(awk -v n="${S_REQ[$tgt]}" -v t="${S_SEC[$tgt]}" 'BEGIN {printf "%.0f", n / t}')
         cpu=$(awk -v t="${S_TCK[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
+        app=$(awk -v t="${S_ATK[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
+        # CPU 0's busy time (all but its idle and steal) per request: proxy + app + kernel
+        all=$(awk -v t="${S_TT[$tgt]}" -v s="${S_ST[$tgt]}" -v i="${S_ID[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" \
+            'BEGIN {printf "%.2f", (t - s - i) * 1e6 / hz / n}')
         # shellcheck disable=SC2086 # word splitting of the slice list is wanted
         p50=$(fmt_us "$(printf '%s\n' ${S_P50[$tgt]} | sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}')")
         p99=$(fmt_us "${S_P99[$tgt]}")
         err=${S_ERR[$tgt]}
         [[ $err != 0 ]] && rps="ERR($rps)"
         RPS[$tgt,$r]=$rps
-        CPU[$tgt,$r]=$cpu
+        CPU[$tgt,$r]=$cpu ALL[$tgt,$r]=$all
         steal=$(pct "${S_ST[$tgt]}" "${S_TT[$tgt]}") steal_cli=$(pct "${S_SC[$tgt]}" "${S_TC[$tgt]}")
         for v in "$steal" "$steal_cli"; do
             [[ $v =~ ^[0-9]+$ ]] && ((v > max_steal)) && max_steal=$v
         done
-        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu | $steal | $steal_cli | $(pct "${S_ID[$tgt]}" "${S_TT[$tgt]}") |"
+        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu | $app | $all | $steal | $steal_cli | $(pct "${S_ID[$tgt]}" "${S_TT[$tgt]}") |"
     done
     rn=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[nginx,$r]}")
     rh=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[haproxy,$r]}")
@@ -605,20 +613,25 @@ verdict() { # value op bar -> PASS|FAIL|N/A
 
 out "Summary over $ROUNDS counted round(s); $DISCARDED discarded for steal above $MAX_STEAL %:"
 out ""
-out "| target | min req/s | median req/s | max req/s | median CPU µs/req |"
-out "|---|---:|---:|---:|---:|"
-declare -A CPU_MED
+out "| target | min req/s | median req/s | max req/s | median CPU µs/req | median CPU $SRV_CPU µs/req (all) |"
+out "|---|---:|---:|---:|---:|---:|"
+declare -A CPU_MED ALL_MED
 for tgt in "${TARGETS[@]}"; do
-    vals=() cvals=()
-    for ((r = 1; r <= ROUNDS; r++)); do vals+=("${RPS[$tgt,$r]}") cvals+=("${CPU[$tgt,$r]:--}"); done
+    vals=() cvals=() avals=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        vals+=("${RPS[$tgt,$r]}") cvals+=("${CPU[$tgt,$r]:--}") avals+=("${ALL[$tgt,$r]:--}")
+    done
     read -r mn md mx <<<"$(stats "${vals[@]}")"
     read -r _ cmd _ <<<"$(STATS_FMT=%.2f stats "${cvals[@]}")"
-    CPU_MED[$tgt]=$cmd
-    out "| $tgt | $mn | $md | $mx | $cmd |"
+    read -r _ amd _ <<<"$(STATS_FMT=%.2f stats "${avals[@]}")"
+    CPU_MED[$tgt]=$cmd ALL_MED[$tgt]=$amd
+    out "| $tgt | $mn | $md | $mx | $cmd | $amd |"
 done
 out ""
-out "CPU per request, medians (lower is better; the VM's neighbours move req/s far more than this):"
+out "CPU per request of the proxy process, medians (lower is better; the VM's neighbours move req/s far more than this):"
 out "leaseway/nginx = $(fmt_ratio "${CPU_MED[leaseway]:-}" "${CPU_MED[nginx]:-}"), leaseway/haproxy = $(fmt_ratio "${CPU_MED[leaseway]:-}" "${CPU_MED[haproxy]:-}")"
+out "CPU $SRV_CPU time per request, proxy + app + kernel, medians (while CPU $SRV_CPU is saturated, the req/s ratios are its inverse):"
+out "leaseway/nginx = $(fmt_ratio "${ALL_MED[leaseway]:-}" "${ALL_MED[nginx]:-}"), leaseway/haproxy = $(fmt_ratio "${ALL_MED[leaseway]:-}" "${ALL_MED[haproxy]:-}")"
 MIN_RN=$(min_ratio "${RATIO_N[@]}") MIN_RH=$(min_ratio "${RATIO_H[@]}")
 V_N=$(verdict "$MIN_RN" ">=" 1.10) V_H=$(verdict "$MIN_RH" ">=" 1.20)
 out ""
