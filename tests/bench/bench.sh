@@ -13,9 +13,10 @@
 #      tenants) hit all targets alike; a target's req/s for the round is its
 #      requests over its seconds. Each row also shows the CPU time per request
 #      of the measured process, of the app (the upstream nginx), and of all of
-#      CPU 0 (its busy time: proxy + app + kernel; what caps the req/s), and the
-#      steal % of CPU 0 and 1 (time the hypervisor gave to other guests: the noise). Bars: leaseway >= 1.10x nginx and
-#      >= 1.20x HAProxy in every round. A round in which any target's slices
+#      CPU 0 (its busy time: proxy + app + kernel; while CPU 0 is saturated,
+#      the req/s ratios are the inverse of its ratios), and the steal % of
+#      CPU 0 and 1 (time the hypervisor gave to other guests: the noise).
+#      Bars: leaseway >= 1.10x nginx and >= 1.20x HAProxy in every round. A round in which any target's slices
 #      had more than MAX_STEAL % steal on either CPU (the client's too: a
 #      stalled wrk idles every proxy alike) measured the hypervisor more than
 #      the proxies: it is printed, marked, not counted, and run again (at most
@@ -458,7 +459,7 @@ fmt_ratio() { # a b -> a/b, "ERR" if a is an error, "n/a" if either is missing
 }
 declare -A RPS # "target,counted round" -> req/s or ERR
 declare -A CPU # "target,counted round" -> CPU µs per request of the measured process
-declare -A ALL # "target,counted round" -> CPU 0 busy µs per request (proxy + app + kernel)
+declare -A BUSY # "target,counted round" -> CPU 0 busy µs per request (proxy + app + kernel)
 RATIO_N=() RATIO_H=() # counted rounds
 ALL_N=() ALL_H=()     # every round run, discarded ones included
 
@@ -548,7 +549,7 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
         cpu=$(awk -v t="${S_TCK[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
         app=$(awk -v t="${S_ATK[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
         # CPU 0's busy time (all but its idle and steal) per request: proxy + app + kernel
-        all=$(awk -v t="${S_TT[$tgt]}" -v s="${S_ST[$tgt]}" -v i="${S_ID[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" \
+        busy=$(awk -v t="${S_TT[$tgt]}" -v s="${S_ST[$tgt]}" -v i="${S_ID[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" \
             'BEGIN {printf "%.2f", (t - s - i) * 1e6 / hz / n}')
         # shellcheck disable=SC2086 # word splitting of the slice list is wanted
         p50=$(fmt_us "$(printf '%s\n' ${S_P50[$tgt]} | sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}')")
@@ -556,12 +557,12 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
         err=${S_ERR[$tgt]}
         [[ $err != 0 ]] && rps="ERR($rps)"
         RPS[$tgt,$r]=$rps
-        CPU[$tgt,$r]=$cpu ALL[$tgt,$r]=$all
+        CPU[$tgt,$r]=$cpu BUSY[$tgt,$r]=$busy
         steal=$(pct "${S_ST[$tgt]}" "${S_TT[$tgt]}") steal_cli=$(pct "${S_SC[$tgt]}" "${S_TC[$tgt]}")
         for v in "$steal" "$steal_cli"; do
             [[ $v =~ ^[0-9]+$ ]] && ((v > max_steal)) && max_steal=$v
         done
-        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu | $app | $all | $steal | $steal_cli | $(pct "${S_ID[$tgt]}" "${S_TT[$tgt]}") |"
+        out "| $tgt | $rps | $p50 | $p99 | $err | $cpu | $app | $busy | $steal | $steal_cli | $(pct "${S_ID[$tgt]}" "${S_TT[$tgt]}") |"
     done
     rn=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[nginx,$r]}")
     rh=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[haproxy,$r]}")
@@ -615,23 +616,23 @@ out "Summary over $ROUNDS counted round(s); $DISCARDED discarded for steal above
 out ""
 out "| target | min req/s | median req/s | max req/s | median CPU µs/req | median CPU $SRV_CPU µs/req (all) |"
 out "|---|---:|---:|---:|---:|---:|"
-declare -A CPU_MED ALL_MED
+declare -A CPU_MED BUSY_MED
 for tgt in "${TARGETS[@]}"; do
-    vals=() cvals=() avals=()
+    vals=() cvals=() bvals=()
     for ((r = 1; r <= ROUNDS; r++)); do
-        vals+=("${RPS[$tgt,$r]}") cvals+=("${CPU[$tgt,$r]:--}") avals+=("${ALL[$tgt,$r]:--}")
+        vals+=("${RPS[$tgt,$r]}") cvals+=("${CPU[$tgt,$r]:--}") bvals+=("${BUSY[$tgt,$r]:--}")
     done
     read -r mn md mx <<<"$(stats "${vals[@]}")"
     read -r _ cmd _ <<<"$(STATS_FMT=%.2f stats "${cvals[@]}")"
-    read -r _ amd _ <<<"$(STATS_FMT=%.2f stats "${avals[@]}")"
-    CPU_MED[$tgt]=$cmd ALL_MED[$tgt]=$amd
-    out "| $tgt | $mn | $md | $mx | $cmd | $amd |"
+    read -r _ bmd _ <<<"$(STATS_FMT=%.2f stats "${bvals[@]}")"
+    CPU_MED[$tgt]=$cmd BUSY_MED[$tgt]=$bmd
+    out "| $tgt | $mn | $md | $mx | $cmd | $bmd |"
 done
 out ""
 out "CPU per request of the proxy process, medians (lower is better; the VM's neighbours move req/s far more than this):"
 out "leaseway/nginx = $(fmt_ratio "${CPU_MED[leaseway]:-}" "${CPU_MED[nginx]:-}"), leaseway/haproxy = $(fmt_ratio "${CPU_MED[leaseway]:-}" "${CPU_MED[haproxy]:-}")"
 out "CPU $SRV_CPU time per request, proxy + app + kernel, medians (while CPU $SRV_CPU is saturated, the req/s ratios are its inverse):"
-out "leaseway/nginx = $(fmt_ratio "${ALL_MED[leaseway]:-}" "${ALL_MED[nginx]:-}"), leaseway/haproxy = $(fmt_ratio "${ALL_MED[leaseway]:-}" "${ALL_MED[haproxy]:-}")"
+out "leaseway/nginx = $(fmt_ratio "${BUSY_MED[leaseway]:-}" "${BUSY_MED[nginx]:-}"), leaseway/haproxy = $(fmt_ratio "${BUSY_MED[leaseway]:-}" "${BUSY_MED[haproxy]:-}")"
 MIN_RN=$(min_ratio "${RATIO_N[@]}") MIN_RH=$(min_ratio "${RATIO_H[@]}")
 V_N=$(verdict "$MIN_RN" ">=" 1.10) V_H=$(verdict "$MIN_RH" ">=" 1.20)
 out ""
