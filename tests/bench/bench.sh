@@ -16,10 +16,11 @@
 #      CPU 0 (its busy time: proxy + app + kernel; while CPU 0 is saturated,
 #      the req/s ratios are the inverse of its ratios), and the steal % of
 #      CPU 0 and 1 (time the hypervisor gave to other guests: the noise).
-#      Bars: leaseway >= 1.10x nginx and >= 1.20x HAProxy in every round. A round in which any target's slices
-#      had more than MAX_STEAL % steal on either CPU (the client's too: a
-#      stalled wrk idles every proxy alike) measured the hypervisor more than
-#      the proxies: it is printed, marked, not counted, and run again (at most
+#      Bars: leaseway >= 1.10x nginx and >= 1.20x HAProxy in every round. A
+#      round in which any target's slices had more than MAX_STEAL % steal on
+#      either CPU (the client's too: a stalled wrk idles every proxy alike)
+#      measured the hypervisor more than the proxies: it is printed, marked,
+#      not counted, and run again (at most
 #      EXTRA_ROUNDS times in all; when they run out, noisy rounds count). The
 #      minimum ratios over all rounds, discarded ones included, are printed too.
 #      Before each round a 2 s probe (wrk -> upstream) measures the steal; while
@@ -448,6 +449,9 @@ fmt_us() { # microseconds -> "812us" or "1.52ms"
     awk -v u="$1" 'BEGIN { if (u == "") print "-"; else if (u < 1000) printf "%.0fus\n", u; else printf "%.2fms\n", u / 1000 }'
 }
 
+per_req_us() { # clock_ticks requests -> CPU µs per request
+    awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}'
+}
 pct() { # part whole -> whole percent, "-" if whole is 0
     awk -v s="$1" -v t="$2" 'BEGIN {if (t > 0) printf "%.0f", 100 * s / t; else print "-"}'
 }
@@ -484,7 +488,7 @@ wait_quiet() {
         ((waited >= QUIET_WAIT)) && break
         log "steal $a % (CPU $SRV_CPU), $b % (CPU $CLI_CPU): waiting for a quieter machine"
         sleep 5
-        waited=$((waited + 7))
+        waited=$((waited + 7)) # the 5 s sleep and the 2 s probe
     done
     echo "$waited $state"
 }
@@ -546,11 +550,9 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
             continue
         fi
         rps=$(awk -v n="${S_REQ[$tgt]}" -v t="${S_SEC[$tgt]}" 'BEGIN {printf "%.0f", n / t}')
-        cpu=$(awk -v t="${S_TCK[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
-        app=$(awk -v t="${S_ATK[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
+        cpu=$(per_req_us "${S_TCK[$tgt]}" "${S_REQ[$tgt]}") app=$(per_req_us "${S_ATK[$tgt]}" "${S_REQ[$tgt]}")
         # CPU 0's busy time (all but its idle and steal) per request: proxy + app + kernel
-        busy=$(awk -v t="${S_TT[$tgt]}" -v s="${S_ST[$tgt]}" -v i="${S_ID[$tgt]}" -v hz="$CLK_TCK" -v n="${S_REQ[$tgt]}" \
-            'BEGIN {printf "%.2f", (t - s - i) * 1e6 / hz / n}')
+        busy=$(per_req_us $((S_TT[$tgt] - S_ST[$tgt] - S_ID[$tgt])) "${S_REQ[$tgt]}")
         # shellcheck disable=SC2086 # word splitting of the slice list is wanted
         p50=$(fmt_us "$(printf '%s\n' ${S_P50[$tgt]} | sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}')")
         p99=$(fmt_us "${S_P99[$tgt]}")
