@@ -34,6 +34,18 @@ struct health_config {
     int64_t app_stop_timeout_ms; /* how long the app gets after SIGTERM before SIGKILL */
 };
 
+/*
+ * Children (the app, --migrate-command, command: probes) outlive nothing: each is started
+ * through `<leaseway binary> __child`, which asks the kernel for SIGTERM when leaseway dies
+ * (PR_SET_PDEATHSIG) and then execs the command. A SIGKILLed or crashed leaseway (the OOM
+ * killer) so never leaves an app holding the port its restart needs. `leaseway run` calls
+ * health_proc_use_shim() with its own path at start; without it (unit tests) children are
+ * spawned directly.
+ */
+void health_proc_use_shim(const char *leaseway_path);
+/* main() of `leaseway __child <parent pid> <path> <argv0> [args...]`: never returns on success. */
+int health_proc_shim_main(int argc, char **argv);
+
 /* The gate may have changed: recompute and publish. */
 typedef void (*health_changed_cb)(void *arg);
 /* The supervised app exited by itself with this exit code (128+n for signal n). */

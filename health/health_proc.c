@@ -8,6 +8,12 @@
  * descriptor above stderr closed (the listeners must not outlive leaseway in
  * a child). Exit is seen through a pidfd, so no SIGCHLD handler competes with
  * anyone; output is read from a non-blocking pipe and handed over line by line.
+ *
+ * posix_spawn cannot set PR_SET_PDEATHSIG, so under `leaseway run` the child is
+ * leaseway itself (`leaseway __child`, health_proc_shim_main), which sets it and
+ * execs the command: the command gets SIGTERM if leaseway dies without stopping
+ * it (SIGKILL, a crash). The command is looked up on PATH here, before the
+ * spawn, so a missing one is still an error at once rather than an exit 127.
  */
 #include "health/health-int.h"
 
@@ -20,12 +26,136 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
 
 #define POLL_EXIT_MS 100 /* without pidfd (old kernels, seccomp): look every 100 ms */
+
+static char *shim; /* leaseway's own path, or NULL: spawn children directly */
+
+void health_proc_use_shim(const char *leaseway_path)
+{
+    free(shim);
+    shim = leaseway_path ? strdup(leaseway_path) : NULL;
+}
+
+int health_proc_shim_main(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "leaseway __child: internal command, run by leaseway itself\n");
+        return 2;
+    }
+    /* SIGTERM when the thread that spawned us ends; if that already happened, do not start */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) == 0 && getppid() != (pid_t)strtol(argv[2], NULL, 10))
+        return 128 + SIGTERM;
+    execv(argv[3], argv + 4);
+    int e = errno;
+    if (e == ENOEXEC) { /* a script without #!: what execvp and a shell do */
+        int n = argc - 4;
+        char **sh = calloc((size_t)n + 2, sizeof(*sh));
+        if (sh) {
+            sh[0] = "/bin/sh";
+            sh[1] = argv[3];
+            for (int i = 1; i < n; i++)
+                sh[i + 1] = argv[4 + i];
+            execv("/bin/sh", sh);
+        }
+    }
+    fprintf(stderr, "leaseway: cannot run %s: %s\n", argv[3], strerror(e));
+    return e == ENOENT ? 127 : 126;
+}
+
+static bool runnable(const char *path, int *err)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        *err = errno;
+        return false;
+    }
+    if (!S_ISREG(st.st_mode) || access(path, X_OK) < 0) {
+        *err = EACCES;
+        return false;
+    }
+    return true;
+}
+
+/* What execvp(3) would run for name: a malloc'd path, or NULL with errno (ENOENT, EACCES). */
+static char *find_on_path(const char *name)
+{
+    int err = ENOENT;
+    if (!*name) {
+        errno = ENOENT;
+        return NULL;
+    }
+    if (strchr(name, '/')) {
+        if (runnable(name, &err))
+            return strdup(name);
+        errno = err;
+        return NULL;
+    }
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/bin:/usr/bin";
+    bool denied = false;
+    for (const char *p = path;; p++) {
+        const char *end = strchrnul(p, ':');
+        size_t dlen = (size_t)(end - p);
+        char *cand = malloc(dlen + strlen(name) + 3);
+        if (!cand)
+            return NULL;
+        if (dlen)
+            memcpy(cand, p, dlen);
+        else
+            cand[dlen++] = '.'; /* an empty PATH entry is the current directory */
+        cand[dlen] = '/';
+        strcpy(cand + dlen + 1, name);
+        if (runnable(cand, &err))
+            return cand;
+        if (err == EACCES)
+            denied = true;
+        free(cand);
+        if (!*end)
+            break;
+        p = end;
+    }
+    errno = denied ? EACCES : ENOENT;
+    return NULL;
+}
+
+/*
+ * posix_spawn through the shim: argv becomes {leaseway, __child, <our pid>, path, argv...}.
+ * Returns posix_spawn's error; ENOENT/EACCES for the shim itself (a binary replaced on
+ * disk, no /proc) falls back to a direct spawn.
+ */
+static int spawn(pid_t *pid, const char *path, char *const argv[], const posix_spawn_file_actions_t *fa,
+                 const posix_spawnattr_t *at)
+{
+    if (shim) {
+        size_t n = 0;
+        while (argv[n])
+            n++;
+        char **sargv = calloc(n + 5, sizeof(*sargv));
+        if (!sargv)
+            return ENOMEM;
+        char ppid[24];
+        snprintf(ppid, sizeof(ppid), "%d", (int)getpid());
+        sargv[0] = "leaseway";
+        sargv[1] = "__child";
+        sargv[2] = ppid;
+        sargv[3] = (char *)path;
+        for (size_t i = 0; i < n; i++)
+            sargv[4 + i] = argv[i];
+        int rc = posix_spawn(pid, shim, fa, at, sargv, environ);
+        free(sargv);
+        if (rc != ENOENT && rc != EACCES)
+            return rc;
+    }
+    return posix_spawn(pid, path, fa, at, argv, environ);
+}
 
 static void flush_line(struct health_proc *p)
 {
@@ -171,9 +301,11 @@ struct health_proc *health_proc_spawn(struct event_base *base, const struct heal
     int rc = setup_spawn(&fa, &at, o, pipefd[1]) < 0 ? ENOMEM : 0;
     if (!rc && o->shell_cmd) {
         char *sh_argv[] = {"sh", "-c", (char *)o->shell_cmd, NULL};
-        rc = posix_spawn(&p->pid, "/bin/sh", &fa, &at, sh_argv, environ);
+        rc = spawn(&p->pid, "/bin/sh", sh_argv, &fa, &at);
     } else if (!rc) {
-        rc = posix_spawnp(&p->pid, o->argv[0], &fa, &at, o->argv, environ);
+        char *path = find_on_path(o->argv[0]);
+        rc = path ? spawn(&p->pid, path, o->argv, &fa, &at) : errno;
+        free(path);
     }
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);

@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
+#include "health/health.h"
 #include "proxy/proxy_control.h"
 
 int consul_status_main(int argc, char **argv);
@@ -159,5 +161,15 @@ static int dispatch(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    return dispatch(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "__child")) /* a child's first step: see health/health.h */
+        return health_proc_shim_main(argc, argv);
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        health_proc_use_shim(self);
+    }
+    int rc = dispatch(argc, argv);
+    health_proc_use_shim(NULL);
+    return rc;
 }

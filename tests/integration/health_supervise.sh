@@ -8,7 +8,9 @@
 #   - SIGINT is forwarded as SIGINT
 #   - the app exits by itself -> leaseway drains and exits with the app's exit code
 #   - an app that ignores SIGTERM is killed after --drain-timeout (exit 137)
-#   - an app that cannot be started -> exit 127
+#   - an app that cannot be started -> exit 127 (not found, also on PATH), 126 (not executable)
+#   - leaseway SIGKILLed: the app gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and is
+#     not left behind holding its port; so does a running --migrate-command
 PX_DEADLINE=${PX_DEADLINE:-90}
 . "$(dirname "$0")/../lib/proxy.sh"
 
@@ -152,5 +154,42 @@ P6=$!
 wait_exit "$P6" 10
 expect_eq "app not found: exit 127" "$EXIT" 127
 check "app not found: logged" grep -q 'cannot start the app' "$T/leaseway.six.log"
+# Looked up on PATH by leaseway itself (the command is exec'd by a `leaseway __child` step).
+"$LEASEWAY_BIN" run --listen "127.0.0.1:$(px_free_port)" --admin off --workers 1 --target 127.0.0.1:1 \
+    -- no-such-command-on-path >"$T/leaseway.six-b.log" 2>&1 &
+P6=$!
+wait_exit "$P6" 10
+expect_eq "app not on PATH: exit 127" "$EXIT" 127
+printf 'echo hi\n' >"$T/not-executable"
+chmod 644 "$T/not-executable"
+"$LEASEWAY_BIN" run --listen "127.0.0.1:$(px_free_port)" --admin off --workers 1 --target 127.0.0.1:1 \
+    -- "$T/not-executable" >"$T/leaseway.six-c.log" 2>&1 &
+P6=$!
+wait_exit "$P6" 10
+expect_eq "app not executable: exit 126" "$EXIT" 126
+expect_match "... logged with the reason" "$(cat "$T/leaseway.six-c.log")" 'cannot start the app.*Permission denied'
+
+# --- 7. leaseway dies without stopping the app (SIGKILL, the OOM killer) ---------------------
+sup seven -- --drain-timeout 5s
+px_wait_http "http://127.0.0.1:$SUP_PORT/healthz" 10 || px_die "seven: app not reachable"
+app_pid=$(pgrep -P "$SUP_PID" | head -1)
+check "the app is leaseway's child" [ -n "$app_pid" ]
+expect_match "... and runs the app's command (the __child step exec'd it)" \
+    "$(tr '\0' ' ' <"/proc/$app_pid/cmdline")" "app.py"
+kill -KILL "$SUP_PID"
+EXIT=
+wait_exit "$app_pid" 5
+check "leaseway SIGKILLed: the app is gone within 5 s" [ "$EXIT" != timeout ]
+check "... told by SIGTERM (PR_SET_PDEATHSIG), so it could shut down cleanly" grep -q "signal SIGTERM" "$T/events.seven"
+
+# A --migrate-command still running when leaseway is SIGKILLed is stopped the same way.
+sup eight -- --drain-timeout 5s --migrate-command "echo \$\$ > $T/migrate.pid; exec sleep 60"
+for ((i = 0; i < 100; i++)); do [ -s "$T/migrate.pid" ] && break; sleep 0.05; done
+mig_pid=$(cat "$T/migrate.pid" 2>/dev/null)
+check "the migrate command is running" kill -0 "${mig_pid:-none}"
+kill -KILL "$SUP_PID"
+EXIT=
+wait_exit "$mig_pid" 5
+check "leaseway SIGKILLed: the migrate command is gone within 5 s" [ "$EXIT" != timeout ]
 
 finish
