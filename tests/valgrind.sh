@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Valgrind leak check of the real binary: leaseway in front of the test app,
 # a mix of exchanges (keep-alive, bodies, chunked, errors, a WebSocket-less
-# upgrade refusal, a bad request), then SIGTERM. Fails on any definite or
-# indirect leak, any invalid access, or a non-zero exit.
+# upgrade refusal, a bad request), with child processes (a command: probe,
+# --migrate-command, a supervised app, each through the `leaseway __child`
+# step), then SIGTERM. Fails on any definite or indirect leak, any invalid
+# access, or a non-zero exit.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export LEASEWAY_SRC=${LEASEWAY_SRC:-$(cd "$here/.." && pwd)}
@@ -18,7 +20,8 @@ wait_for "curl -sf http://127.0.0.1:$up/echo" 10 || die "upstream did not start"
 valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
     --error-exitcode=99 --log-file="$dir/valgrind.log" \
     "$bin" run --listen "127.0.0.1:$lw" --target "127.0.0.1:$up" --admin "127.0.0.1:$adm" --workers 2 \
-    --instance vg --drain-timeout 5s >"$dir/lw.log" 2>&1 &
+    --instance vg --drain-timeout 5s --migrate-command true --migrations 'command:test -d /' \
+    -- sleep 600 >"$dir/lw.log" 2>&1 &
 pid=$!
 register_pid $pid
 wait_for "curl -sf http://127.0.0.1:$adm/health" 60 || die "leaseway under valgrind did not start"
@@ -66,9 +69,14 @@ for _ in $(seq 1 200); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 wait $pid
 rc=$?
 exec 7>&- 8>&-
-if [ $rc -ne 0 ] || [ -s "$dir/valgrind.log" ]; then
+# Valgrind 3.19 does not know pidfd_open (434): it warns (5 lines) and the call fails with
+# ENOSYS, so the children (the probe, --migrate-command, the app) are watched by the 100 ms
+# poll instead. That warning is not a finding; anything else in the log is.
+awk '/WARNING: unhandled amd64-linux syscall: 434$/ { skip = 5 } skip > 0 { skip--; next } { print }' \
+    "$dir/valgrind.log" >"$dir/valgrind.findings"
+if [ $rc -ne 0 ] || [ -s "$dir/valgrind.findings" ]; then
     echo "valgrind: exit code $rc"
-    cat "$dir/valgrind.log"
+    cat "$dir/valgrind.findings"
     tail -n 20 "$dir/lw.log"
     die "valgrind found errors or leaks (exit $rc)"
 fi
