@@ -65,6 +65,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=args.sh
 . "$HERE/args.sh"
+# shellcheck source=ratios.sh
+. "$HERE/ratios.sh"
 bench_args "record strict" "$@"
 
 if [[ ${QUICK:-0} == 1 ]]; then
@@ -461,12 +463,6 @@ per_req_us() { # clock_ticks requests -> CPU µs per request
 pct() { # part whole -> whole percent, "-" if whole is 0
     awk -v s="$1" -v t="$2" 'BEGIN {if (t > 0) printf "%.0f", 100 * s / t; else print "-"}'
 }
-fmt_ratio() { # a b -> a/b, "ERR" if a is an error, "n/a" if either is missing
-    awk -v a="$1" -v b="$2" 'BEGIN {
-        if (a ~ /^ERR/) print "ERR"
-        else if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.2f", a / b
-        else print "n/a" }'
-}
 declare -A RPS # "target,counted round" -> req/s or ERR
 declare -A CPU # "target,counted round" -> CPU µs per request of the measured process
 declare -A BUSY # "target,counted round" -> CPU 0 busy µs per request (proxy + app + kernel)
@@ -572,9 +568,11 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
         done
         out "| $tgt | $rps | $p50 | $p99 | $err | $cpu | $app | $busy | $steal | $steal_cli | $(pct "${S_ID[$tgt]}" "${S_TT[$tgt]}") |"
     done
-    rn=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[nginx,$r]}")
-    rh=$(fmt_ratio "${RPS[leaseway,$r]}" "${RPS[haproxy,$r]}")
-    ALL_N+=("$rn") ALL_H+=("$rh")
+    # exact ratios for the verdicts; rounded ones (rn, rh) only to print
+    rnx=$(ratio_exact "${RPS[leaseway,$r]}" "${RPS[nginx,$r]}")
+    rhx=$(ratio_exact "${RPS[leaseway,$r]}" "${RPS[haproxy,$r]}")
+    rn=$(ratio_show "$rnx") rh=$(ratio_show "$rhx")
+    ALL_N+=("$rnx") ALL_H+=("$rhx")
     out ""
     # discard a noisy round only while enough attempts are left to replace it
     if ((max_steal > MAX_STEAL && ROUNDS + EXTRA_ROUNDS - attempt >= ROUNDS - kept)); then
@@ -582,7 +580,7 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
         out "leaseway/nginx = $rn, leaseway/haproxy = $rh — not counted: $max_steal % steal (above MAX_STEAL=$MAX_STEAL %), run again"
     else
         kept=$((kept + 1))
-        RATIO_N+=("$rn") RATIO_H+=("$rh")
+        RATIO_N+=("$rnx") RATIO_H+=("$rhx")
         note=""
         ((max_steal > MAX_STEAL)) && note=" (counted with $max_steal % steal: no extra round left)"
         out "leaseway/nginx = $rn, leaseway/haproxy = $rh$note"
@@ -603,21 +601,6 @@ stats() {
             m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
             printf f " " f " " f "\n", v[1], m, v[NR]
         }'
-}
-# minimum ratio; "ERR" if leaseway failed in a round, "n/a" if a round lacks one
-min_ratio() {
-    printf '%s\n' "$@" | awk '
-        /^ERR/ { err = 1; next }
-        !/^[0-9.]+$/ { bad = 1; next }
-        { if (!n++ || $1 < m) m = $1 }
-        END { if (err) print "ERR"; else if (bad || !n) print "n/a"; else printf "%.2f\n", m }'
-}
-verdict() { # value op bar -> PASS|FAIL|N/A
-    awk -v v="$1" -v op="$2" -v b="$3" 'BEGIN {
-        if (v ~ /^ERR/) { print "FAIL"; exit }
-        if (v !~ /^[0-9.]+$/) { print "N/A"; exit }
-        ok = (op == ">=") ? (v + 0 >= b + 0) : (v + 0 <= b + 0)
-        print ok ? "PASS" : "FAIL" }'
 }
 
 out "Summary over $ROUNDS counted round(s); $DISCARDED discarded for steal above $MAX_STEAL %:"
@@ -644,10 +627,10 @@ out "leaseway/nginx = $(fmt_ratio "${BUSY_MED[leaseway]:-}" "${BUSY_MED[nginx]:-
 MIN_RN=$(min_ratio "${RATIO_N[@]}") MIN_RH=$(min_ratio "${RATIO_H[@]}")
 V_N=$(verdict "$MIN_RN" ">=" 1.10) V_H=$(verdict "$MIN_RH" ">=" 1.20)
 out ""
-out "min leaseway/nginx across rounds = $MIN_RN (bar >= 1.10): $V_N"
-out "min leaseway/haproxy across rounds = $MIN_RH (bar >= 1.20): $V_H"
+out "min leaseway/nginx across rounds = $(min_show "$MIN_RN") (bar >= 1.10): $V_N"
+out "min leaseway/haproxy across rounds = $(min_show "$MIN_RH") (bar >= 1.20): $V_H"
 if ((DISCARDED)); then
-    out "(every round run, the $DISCARDED discarded included: min leaseway/nginx = $(min_ratio "${ALL_N[@]}"), leaseway/haproxy = $(min_ratio "${ALL_H[@]}"))"
+    out "(every round run, the $DISCARDED discarded included: min leaseway/nginx = $(min_show "$(min_ratio "${ALL_N[@]}")"), leaseway/haproxy = $(min_show "$(min_ratio "${ALL_H[@]}")"))"
 fi
 TPUT_VERDICT=PASS
 [[ $V_N == FAIL || $V_H == FAIL ]] && TPUT_VERDICT=FAIL
@@ -709,7 +692,7 @@ if [[ ${SKIP_CALLGRIND:-0} != 1 ]]; then
     done
     R_IN=$(fmt_ratio "${IPR[leaseway]}" "${IPR[nginx]}")
     R_IH=$(fmt_ratio "${IPR[leaseway]}" "${IPR[haproxy]}")
-    CG_VERDICT=$(verdict "$R_IN" "<=" 0.80)
+    CG_VERDICT=$(verdict "$(ratio_exact "${IPR[leaseway]}" "${IPR[nginx]}")" "<=" 0.80)
     out ""
     out "leaseway/nginx = $R_IN (bar <= 0.80): $CG_VERDICT; leaseway/haproxy = $R_IH"
     out ""
@@ -745,7 +728,7 @@ if [[ ${SKIP_RSS:-0} != 1 ]]; then
             per = (a > 0) ? (c - b) / 1024 * 10000 / a : 0
             printf "| %s | %d/%d | %.1f | %.1f | %s |", p, a, n, b / 1024, c / 1024, (a > 0) ? sprintf("%.1f", per) : "n/a" }')"
         if ((kv[alive] == IDLE_CONNS)); then
-            RSS10K[$p]=$(awk -v b="${kv[rss_before_kb]}" -v c="${kv[rss_after_kb]}" -v a="${kv[alive]}" 'BEGIN { printf "%.2f", (c - b) / 1024 * 10000 / a }')
+            RSS10K[$p]=$(awk -v b="${kv[rss_before_kb]}" -v c="${kv[rss_after_kb]}" -v a="${kv[alive]}" 'BEGIN { printf "%.6f", (c - b) / 1024 * 10000 / a }')
         fi
     done
     RSS_VERDICT=N/A
@@ -753,7 +736,7 @@ if [[ ${SKIP_RSS:-0} != 1 ]]; then
         RSS_VERDICT=$(verdict "${RSS10K[leaseway]}" "<=" "${RSS10K[nginx]}")
     fi
     out ""
-    out "leaseway ${RSS10K[leaseway]:-n/a} MiB vs nginx ${RSS10K[nginx]:-n/a} MiB per 10 000 idle connections (bar: <= nginx's): $RSS_VERDICT"
+    out "leaseway $(ratio_show "${RSS10K[leaseway]:-n/a}") MiB vs nginx $(ratio_show "${RSS10K[nginx]:-n/a}") MiB per 10 000 idle connections (bar: <= nginx's): $RSS_VERDICT"
     out ""
 fi
 
