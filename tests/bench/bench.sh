@@ -16,7 +16,8 @@
 #      ratio's spread over 25 rounds of one binary was 0.065 (standard
 #      deviation; host noise, see RESULTS.md), so a proxy whose median was
 #      1.29x HAProxy failed a 1.20x round in one run out of two. Three times
-#      the seconds cut that spread by about sqrt(3); the median, and so the
+#      the seconds should cut that spread by about sqrt(3) (in the first four
+#      30 s runs two still failed, by 0.001-0.002); the median, and so the
 #      bar, is what it was. Each row also shows the CPU time per request
 #      of the measured process, of the app (the upstream nginx), and of all of
 #      CPU 0 (its busy time: proxy + app + kernel; while CPU 0 is saturated,
