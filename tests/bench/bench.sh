@@ -13,7 +13,7 @@
 #      tenants) hit all targets alike; a target's req/s for the round is its
 #      requests over its seconds. A round is 30 s per target (15 slices of
 #      2 s): with the 10 s rounds used until 2026-11-22 11:03, the per-round
-#      ratio's spread over 25 rounds of one binary was 0.065 (standard
+#      ratio's spread over 25 rounds of one binary was 0.067 (standard
 #      deviation; host noise, see RESULTS.md), so a proxy whose median was
 #      1.29x HAProxy failed a 1.20x round in one run out of two. Three times
 #      the seconds should cut that spread by about sqrt(3) (in the first four
