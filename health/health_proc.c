@@ -52,19 +52,9 @@ int health_proc_shim_main(int argc, char **argv)
     /* SIGTERM when the thread that spawned us ends; if that already happened, do not start */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) == 0 && getppid() != (pid_t)strtol(argv[2], NULL, 10))
         return 128 + SIGTERM;
-    execv(argv[3], argv + 4);
+    /* argv[3] holds a '/', so no PATH search: execvp only adds /bin/sh for a script without #! */
+    execvp(argv[3], argv + 4);
     int e = errno;
-    if (e == ENOEXEC) { /* a script without #!: what execvp and a shell do */
-        int n = argc - 4;
-        char **sh = calloc((size_t)n + 2, sizeof(*sh));
-        if (sh) {
-            sh[0] = "/bin/sh";
-            sh[1] = argv[3];
-            for (int i = 1; i < n; i++)
-                sh[i + 1] = argv[4 + i];
-            execv("/bin/sh", sh);
-        }
-    }
     fprintf(stderr, "leaseway: cannot run %s: %s\n", argv[3], strerror(e));
     return e == ENOENT ? 127 : 126;
 }
