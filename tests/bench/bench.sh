@@ -16,8 +16,8 @@
 #      ratio's spread over 25 rounds of one binary was 0.067 (standard
 #      deviation; host noise, see RESULTS.md), so a proxy whose median was
 #      1.29x HAProxy failed a 1.20x round in one run out of two. Three times
-#      the seconds should cut that spread by about sqrt(3) (in the first four
-#      30 s runs two still failed, by 0.001-0.002); the median, and so the
+#      the seconds should cut that spread by about sqrt(3) (in the first eight
+#      30 s runs four still failed, by 0.001-0.009); the median, and so the
 #      bar, is what it was. Each row also shows the CPU time per request
 #      of the measured process, of the app (the upstream nginx), and of all of
 #      CPU 0 (its busy time: proxy + app + kernel; while CPU 0 is saturated,
@@ -691,9 +691,9 @@ if [[ ${SKIP_CALLGRIND:-0} != 1 ]]; then
         IPR[$p]=$ipr
         out "| $p | $irn | $ir0 | $ipr | $cl |"
     done
-    R_IN=$(fmt_ratio "${IPR[leaseway]}" "${IPR[nginx]}")
-    R_IH=$(fmt_ratio "${IPR[leaseway]}" "${IPR[haproxy]}")
-    CG_VERDICT=$(verdict "$(ratio_exact "${IPR[leaseway]}" "${IPR[nginx]}")" "<=" 0.80)
+    R_INX=$(ratio_exact "${IPR[leaseway]}" "${IPR[nginx]}")
+    R_IN=$(ratio_show "$R_INX") R_IH=$(fmt_ratio "${IPR[leaseway]}" "${IPR[haproxy]}")
+    CG_VERDICT=$(verdict "$R_INX" "<=" 0.80)
     out ""
     out "leaseway/nginx = $R_IN (bar <= 0.80): $CG_VERDICT; leaseway/haproxy = $R_IH"
     out ""

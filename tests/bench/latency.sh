@@ -140,7 +140,6 @@ metric() { # admin route -> sum of leaseway_requests_total{route=...}
 }
 field() { sed -n "s/.*\\b$1=\\([0-9.]*\\).*/\\1/p" <<<"$2"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NA" }'; }
 
 declare -A RES
 VERDICTS=()
@@ -183,18 +182,18 @@ for kind in $APPS; do
         done
         l=${RES[$kind,$r,local]} f=${RES[$kind,$r,forwarded]}
         P99L+=("$(field p99 "$l")") P99F+=("$(field p99 "$f")") P50L+=("$(field p50 "$l")") P50F+=("$(field p50 "$f")")
-        RAT+=("$(ratio "$(field p99 "$f")" "$(field p99 "$l")")")
+        RAT+=("$(fmt_ratio "$(field p99 "$f")" "$(field p99 "$l")")")
     done
     fwd=$(($(metric "${IPS[1]}:$ADM" forwarded) - fwd0))
     loc=$(($(metric "${IPS[0]}:$ADM" local) - loc0))
     ml=$(median "${P99L[@]}") mf=$(median "${P99F[@]}")
-    rr=$(ratio "$mf" "$ml")
     # the bar is checked on the exact ratio (ratios.sh); rr is rounded for printing; no figure fails
-    verdict=$(verdict "$(ratio_exact "$mf" "$ml")" "<=" 1.5)
+    rx=$(ratio_exact "$mf" "$ml") && rr=$(ratio_show "$rx")
+    verdict=$(verdict "$rx" "<=" 1.5)
     [ "$verdict" = N/A ] && verdict=FAIL
     [ "$verdict" = PASS ] || FAILED_BARS=$((FAILED_BARS + 1))
     out ""
-    out "$kind: median p50 local $(median "${P50L[@]}") ms, forwarded $(median "${P50F[@]}") ms (ratio $(ratio "$(median "${P50F[@]}")" "$(median "${P50L[@]}")")); median p99 local $ml ms, forwarded $mf ms"
+    out "$kind: median p50 local $(median "${P50L[@]}") ms, forwarded $(median "${P50F[@]}") ms (ratio $(fmt_ratio "$(median "${P50F[@]}")" "$(median "${P50L[@]}")")); median p99 local $ml ms, forwarded $mf ms"
     out "$kind: forwarded/local p99 per round: ${RAT[*]}; of the medians: **$rr** (bar <= 1.5): $verdict"
     out "$kind: metrics: lw-2 route=\"forwarded\" +$fwd, lw-1 route=\"local\" +$loc (includes the forwarded ones it served)"
     VERDICTS+=("$kind forwarded/local p99 = $rr ($verdict)")
