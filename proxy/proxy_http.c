@@ -224,6 +224,9 @@ static bool valid_host(const char *v, size_t len)
  * Does field i cross the proxy? Not the hop-by-hop ones (RFC 9110 §7.6.1), nor those the
  * Connection field names (custom: any such name exists). An Upgrade field is noted in
  * *upgrade_i: it crosses only with a real upgrade, which the caller decides.
+ * Content-Length and Host cross even when Connection names them: the body we forward is
+ * framed by that Content-Length (without it the app would read the body as the next
+ * request), and Host is the request's authority. nginx and HAProxy keep both too.
  */
 static bool crosses(const struct head *h, size_t i, bool custom, int *upgrade_i)
 {
@@ -234,7 +237,11 @@ static bool crosses(const struct head *h, size_t i, bool custom, int *upgrade_i)
             *upgrade_i = (int)i;
         return false;
     }
-    return !(custom && named_by_connection(h, i));
+    if (!custom)
+        return true;
+    if (eq_nocase(n, nl, "content-length") || eq_nocase(n, nl, "host"))
+        return true;
+    return !named_by_connection(h, i);
 }
 
 static bool valid_value(const char *v, size_t len)
