@@ -1023,7 +1023,8 @@ static int dispatch(struct client *c)
     if (c->req_done) {
         client_set_state(c, c->upgrade_req ? CS_TUNNEL : CS_WAIT);
     } else {
-        client_set_state(c, c->upgrade_req ? CS_TUNNEL : CS_BODY);
+        /* an upgrade request's body is parsed like any other: the tunnel starts after it */
+        client_set_state(c, CS_BODY);
         /* a slow body sender is timed like a slow reader */
         if (c->req_framing != BODY_NONE && c->timer.list != TL_SEND)
             proxy_timer_set(w, &c->timer, TL_SEND);

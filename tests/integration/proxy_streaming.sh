@@ -142,6 +142,22 @@ with ck.step("declined upgrade"):
         ck.eq("declined upgrade: next request on the connection works", (r.status, r.json()["path"]), (200, "/echo?after"))
     else:
         ck.ok("declined upgrade: proxy closed the connection (acceptable)", True)
+
+# An upgrade request with a body that arrives after its head (curl --http2 on http:// sends
+# Upgrade: h2c with the body of a POST): the body must reach the app, and the answer the client.
+with ck.step("upgrade request, body after the head"):
+    for framing in (b"Content-Length: 5\r\n", b"Transfer-Encoding: chunked\r\n"):
+        c = Client(port, timeout=10)
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n" + framing + b"\r\n")
+        time.sleep(0.3)
+        c.send(b"hello" if b"Content-Length" in framing else b"5\r\nhello\r\n0\r\n\r\n")
+        try:
+            r = c.response()
+            ck.eq("upgrade with a late body (%s): the app read the body" % framing.split(b":")[0].decode(),
+                  (r.status, r.json()["body_length"], r.json()["body_head"]), (200, 5, "hello"))
+        except Exception as e:
+            ck.ok("upgrade with a late body (%s): answered" % framing.split(b":")[0].decode(), False, repr(e))
+        c.close()
 ck.done()
 EOF
 
