@@ -145,9 +145,11 @@ struct client {
     int status; /* final status sent to the client (for metrics/log) */
     uint8_t http_minor;
     uint8_t head_scan;             /* enum head_scan over the raw request head */
+    uint32_t trailer_len;          /* bytes of trailer fields seen (dropped; bounded like a head) */
     unsigned keepalive : 1;        /* client wants to keep the connection */
     unsigned head_req : 1;         /* request method is HEAD */
     unsigned upgrade_req : 1;      /* request asks for an upgrade */
+    unsigned head_done : 1;        /* the head is parsed: fields from now on are trailers */
     unsigned req_done : 1;         /* whole request received and queued upstream */
     unsigned resp_started : 1;     /* a final response head was sent */
     unsigned resp_done : 1;        /* whole response queued to the client */

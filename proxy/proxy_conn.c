@@ -550,6 +550,8 @@ static int req_message_begin(llhttp_t *p)
     c->deferred = c->retry_ok = c->was_held = c->from_peer = c->is_write = c->set_cookie = 0;
     c->recent_write = c->fresh_conn = c->txid_checked = c->give_up = 0;
     c->expect_continue = c->continue_sent = 0;
+    c->head_done = 0;
+    c->trailer_len = 0;
     c->misdirects = 0;
     c->excluded = 0;
     c->hold_deadline_ms = 0;
@@ -573,9 +575,25 @@ static int req_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/*
+ * Trailer fields (after a chunked body) are dropped, on every route: never merged into the
+ * head (RFC 9110 §6.5.1), which a buffered write only sends after its body is complete.
+ */
+static int req_trailer(struct client *c, size_t len)
+{
+    c->trailer_len += (uint32_t)(len > PROXY_HEAD_MAX ? PROXY_HEAD_MAX : len);
+    if (c->trailer_len > PROXY_HEAD_MAX) {
+        client_error(c, 431, "request trailer fields larger than 64 KiB", NULL);
+        return HPE_USER;
+    }
+    return 0;
+}
+
 static int req_field(llhttp_t *p, const char *at, size_t len)
 {
     struct client *c = p->data;
+    if (c->head_done)
+        return req_trailer(c, len);
     if (proxy_head_field(c->head, at, len) < 0) {
         client_error(c, 431, "request header fields larger than 64 KiB", NULL);
         return HPE_USER;
@@ -586,6 +604,8 @@ static int req_field(llhttp_t *p, const char *at, size_t len)
 static int req_value(llhttp_t *p, const char *at, size_t len)
 {
     struct client *c = p->data;
+    if (c->head_done)
+        return req_trailer(c, len);
     if (proxy_head_value(c->head, at, len) < 0) {
         client_error(c, 431, "request header fields larger than 64 KiB", NULL);
         return HPE_USER;
@@ -828,6 +848,7 @@ static int req_headers_complete(llhttp_t *p)
     struct req_facts facts;
 
     proxy_timer_clear(&c->timer);
+    c->head_done = 1;
     c->http_minor = p->http_minor;
     c->keepalive = llhttp_should_keep_alive(p) && !w->draining;
     c->head_req = p->method == HTTP_HEAD;
