@@ -197,6 +197,7 @@ struct upstream {
     unsigned reused : 1;
     unsigned got_bytes : 1;    /* any response byte received for this exchange */
     unsigned read_blocked : 1; /* backpressure from the client */
+    unsigned timer_paused : 1; /* TL_UPSTREAM stopped while read-blocked by the client */
     unsigned final_seen : 1;   /* a non-1xx response head was seen */
     unsigned tunnel : 1;
     unsigned dead : 1;

@@ -1212,7 +1212,7 @@ static struct upstream *upstream_acquire(struct proxy_worker *w, struct upstream
         pool_remove(u);
         proxy_timer_clear(&u->timer);
         u->reused = 1;
-        u->got_bytes = u->final_seen = u->discard = 0;
+        u->got_bytes = u->final_seen = u->discard = u->timer_paused = 0;
         llhttp_init(&u->parser, HTTP_RESPONSE, &resp_settings);
         u->parser.data = u;
         return u;
@@ -1498,9 +1498,19 @@ static void upstream_read(struct upstream *u)
             return;
         if (!upstream_may_read(u)) {
             u->read_blocked = 1;
+            /* the client holds us back, not the app: the app's silence is not timed meanwhile */
+            if (u->timer.list == TL_UPSTREAM) {
+                proxy_timer_clear(&u->timer);
+                u->timer_paused = 1;
+            }
             return;
         }
         u->read_blocked = 0;
+        if (u->timer_paused) {
+            u->timer_paused = 0;
+            if (u->c && !u->tunnel && u->timer.list == TL_NONE)
+                proxy_timer_set(w, &u->timer, TL_UPSTREAM);
+        }
         ssize_t n = up_recv(u, w->rbuf, sizeof(w->rbuf));
         if (n > 0) {
             struct client *c = u->c;

@@ -197,6 +197,44 @@ ck.ok("then idle: closed by --idle-timeout 4s (within 6 s of the last byte)", cl
 ck.done()
 EOF
 
+# Regression: a client that stops reading for a while (2.5 s) holds the proxy back; the app
+# is not silent, so --upstream-timeout 1s must not fire (it did, and cut the answer at about
+# 4 MB). The app's silence is timed only while the proxy is reading it, as nginx's
+# proxy_read_timeout is. A client that stops for good is still closed by --idle-timeout 4s.
+pyrun paused-reader "$LW_PORT" <<'EOF'
+import socket, sys, time
+from rawhttp import Check
+ck = Check()
+port = int(sys.argv[1])
+
+def download(n, pause):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % n)
+    data = s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    got = len(body)
+    time.sleep(pause)
+    closed = False
+    try:
+        while got < n:
+            d = s.recv(1 << 20)
+            if not d:
+                closed = True
+                break
+            got += len(d)
+    except OSError:
+        closed = True
+    s.close()
+    return head.split(b"\r\n")[0], got, closed
+
+n = 64 << 20
+status, got, closed = download(n, 2.5)
+ck.eq("client pausing 2.5 s mid-answer, --upstream-timeout 1s: all %d bytes" % n, (status, got), (b"HTTP/1.1 200 OK", n))
+status, got, closed = download(256 << 20, 6)
+ck.ok("a client that stops reading for 6 s: closed by --idle-timeout 4s", closed and got < (256 << 20), "got %d bytes, closed=%s" % (got, closed))
+ck.done()
+EOF
+
 # An app that does not even accept: the connect timeout answers 504.
 ready="$PX_TMP/backlog.port"
 "$PYTHON" "$UPSTREAM_PY" --full-backlog --ready-file "$ready" >/dev/null 2>&1 &
