@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "consul/consul_catalog.h"
 #include "proxy/proxy_log.h"
@@ -39,6 +40,35 @@ static void reply_text(struct evhttp_request *req, int code, const char *text)
     evbuffer_add_printf(b, "%s\n", text);
     reply(req, code, "text/plain; charset=utf-8", b);
     evbuffer_free(b);
+}
+
+/* 405 with the methods the path allows (RFC 9110 §15.5.6) */
+static void reply_405(struct evhttp_request *req, const char *allow, const char *text)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    reply_text(req, 405, text);
+}
+
+/*
+ * Why a state-changing request must be refused because a browser sent it from another
+ * site's page (CSRF: the status page is meant to be opened in a browser), or NULL.
+ * Browsers say where a request comes from (Sec-Fetch-Site, Origin); curl and
+ * `leaseway handoff` send neither, and the status page's own button is same-origin.
+ */
+static const char *cross_site(struct evhttp_request *req)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    const char *site = evhttp_find_header(in, "Sec-Fetch-Site");
+    if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+        return "refused: a cross-site request (Sec-Fetch-Site); use the status page or leaseway handoff";
+    const char *origin = evhttp_find_header(in, "Origin");
+    if (!origin)
+        return NULL;
+    const char *host = evhttp_find_header(in, "Host");
+    size_t skip = !strncasecmp(origin, "http://", 7) ? 7 : !strncasecmp(origin, "https://", 8) ? 8 : 0;
+    if (!host || !skip || strcasecmp(origin + skip, host) != 0)
+        return "refused: Origin is not this admin listener; use the status page or leaseway handoff";
+    return NULL;
 }
 
 static json_t *status_json(struct proxy_admin *a)
@@ -469,7 +499,12 @@ static void handle(struct evhttp_request *req, void *arg)
 
     if (!strcmp(path, "/handoff")) {
         if (cmd != EVHTTP_REQ_POST) {
-            reply_text(req, 405, "use POST /handoff");
+            reply_405(req, "POST", "use POST /handoff");
+            return;
+        }
+        const char *refused = cross_site(req);
+        if (refused) {
+            reply_text(req, 403, refused);
             return;
         }
         const char *msg = a->handoff_cb ? a->handoff_cb(a->cb_arg) : "handoff needs the consul lease";
@@ -477,7 +512,7 @@ static void handle(struct evhttp_request *req, void *arg)
         return;
     }
     if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
-        reply_text(req, 405, "method not allowed");
+        reply_405(req, "GET, HEAD", "method not allowed");
         return;
     }
     if (!strcmp(path, "/status"))

@@ -122,4 +122,20 @@ ck.ok("leaseway_connections counts the open client connection (>= 1)", conns is 
 ck.done()
 EOF
 
+# POST /handoff moves the primary: a page open in the operator's browser must not be able to
+# send it (CSRF). Requests that say they come from another site (Origin not this listener,
+# Sec-Fetch-Site other than same-origin/none) get 403 before anything else; curl, leaseway
+# handoff and the status page's own button are let through (here: 409, the lease is static).
+hcode() { curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST "$@" "$LW_ADMIN_URL/handoff"; }
+expect_eq "POST /handoff from another site's page (Origin): 403" "$(hcode -H 'Origin: http://evil.example')" 403
+expect_eq "POST /handoff with Sec-Fetch-Site: cross-site: 403" "$(hcode -H 'Sec-Fetch-Site: cross-site')" 403
+expect_eq "POST /handoff with Origin: null (sandboxed page): 403" "$(hcode -H 'Origin: null')" 403
+expect_eq "POST /handoff from the status page (same Origin): 409 in static mode" \
+    "$(hcode -H "Origin: $LW_ADMIN_URL" -H 'Sec-Fetch-Site: same-origin')" 409
+expect_eq "POST /handoff from curl (no Origin): 409 in static mode" "$(hcode)" 409
+# RFC 9110 §15.5.6: a 405 lists the methods that are allowed
+allow() { curl -s -m 5 -o /dev/null -D - "$@" | tr -d '\r' | sed -n 's/^[Aa]llow: //p'; }
+expect_eq "GET /handoff: 405 with Allow: POST" "$(allow "$LW_ADMIN_URL/handoff")" "POST"
+expect_eq "PUT /metrics: 405 with Allow: GET, HEAD" "$(allow -X PUT "$LW_ADMIN_URL/metrics")" "GET, HEAD"
+
 finish
