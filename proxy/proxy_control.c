@@ -40,8 +40,8 @@ struct control {
     struct proxy_admin admin;
     struct health *health;
     struct consul_agent *consul;
-    struct consul_state lease; /* last word from consul/ (or the static lease) */
-    struct event *sig_term, *sig_int, *drain_check;
+    struct consul_state lease;           /* last word from consul/ (or the static lease) */
+    struct event *sigs[6], *drain_check; /* handled_signals[] */
     enum control_phase phase;
     int stop_sig;  /* the signal that started the shutdown: forwarded to the app */
     int exit_code; /* the app's, when it exited by itself */
@@ -260,10 +260,36 @@ static void shut_down(struct control *ctl, const char *why)
     event_add(ctl->drain_check, &tv);
 }
 
+/*
+ * TERM and INT stop gracefully (SPEC §7), and so does QUIT, nginx's graceful stop. HUP,
+ * USR1 and USR2 (nginx: reload, reopen logs, upgrade) would otherwise kill the process
+ * without a drain or a lease release: they are logged and ignored.
+ */
+static const int handled_signals[6] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGHUP: return "SIGHUP";
+    case SIGUSR1: return "SIGUSR1";
+    default: return "SIGUSR2";
+    }
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct control *ctl = arg;
     (void)what;
+    if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2) {
+        proxy_log_warn(
+            "signal ignored",
+            "signal=%s reason=\"leaseway has no reload: restart leaseway to apply configuration changes\"",
+            signal_name((int)sig));
+        return;
+    }
     if (ctl->phase != PHASE_RUNNING) {
         if (sig == SIGINT) {
             proxy_log_warn("second interrupt: stopping now", "%s", "");
@@ -271,8 +297,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         }
         return;
     }
-    ctl->stop_sig = (int)sig;
-    shut_down(ctl, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    ctl->stop_sig = sig == SIGQUIT ? SIGTERM : (int)sig; /* the app is stopped, not made to dump core */
+    shut_down(ctl, signal_name((int)sig));
 }
 
 /* The supervised app exited by itself: leaseway follows it out, with its code. */
@@ -454,11 +480,13 @@ int proxy_run(int argc, char **argv)
         proxy_workers_join(&ctl->px);
         goto out_base;
     }
-    ctl->sig_term = evsignal_new(ctl->base, SIGTERM, on_signal, ctl);
-    ctl->sig_int = evsignal_new(ctl->base, SIGINT, on_signal, ctl);
+    bool sigs_ok = true;
+    for (size_t i = 0; i < sizeof(handled_signals) / sizeof(handled_signals[0]); i++) {
+        ctl->sigs[i] = evsignal_new(ctl->base, handled_signals[i], on_signal, ctl);
+        sigs_ok = sigs_ok && ctl->sigs[i] && evsignal_add(ctl->sigs[i], NULL) == 0;
+    }
     ctl->drain_check = event_new(ctl->base, -1, EV_PERSIST, drain_check, ctl);
-    if (!ctl->sig_term || !ctl->sig_int || !ctl->drain_check || evsignal_add(ctl->sig_term, NULL) < 0 ||
-        evsignal_add(ctl->sig_int, NULL) < 0) {
+    if (!sigs_ok || !ctl->drain_check) {
         fprintf(stderr, "leaseway: cannot set up signal handling\n");
         release(ctl);
     } else if (health_start(ctl->health) < 0) {
@@ -479,10 +507,9 @@ int proxy_run(int argc, char **argv)
         consul_agent_free(ctl->consul);
     rc = ctl->exit_code ? ctl->exit_code : health_app_exit_code(ctl->health);
     proxy_log_info("stopped", "exit_code=%d", rc);
-    if (ctl->sig_term)
-        event_free(ctl->sig_term);
-    if (ctl->sig_int)
-        event_free(ctl->sig_int);
+    for (size_t i = 0; i < sizeof(ctl->sigs) / sizeof(ctl->sigs[0]); i++)
+        if (ctl->sigs[i])
+            event_free(ctl->sigs[i]);
     if (ctl->drain_check)
         event_free(ctl->drain_check);
 out_base:

@@ -133,4 +133,24 @@ took=$(px_since "$t")
 expect_eq "SIGINT: exit status" "$LW_EXIT" 0
 check "SIGINT, nothing in flight: exit within 1.5 s (took ${took}s)" px_lt "$took" 1.5
 
+# --- SIGHUP, SIGUSR1, SIGUSR2: logged and ignored; SIGQUIT: a graceful stop ---------------
+# An nginx operator's reflexes: HUP (reload), USR1 (reopen logs) must not kill leaseway
+# without a drain or a lease release (it has no reload: its log says so); QUIT is nginx's
+# graceful shutdown, and is leaseway's too.
+start_leaseway --drain-timeout 5s
+for sig in HUP USR1 USR2; do
+    kill -s "$sig" "$LW_PID"
+    sleep 0.3
+    expect_eq "SIG$sig: still running and serving" \
+        "$(kill -0 "$LW_PID" 2>/dev/null && curl -s -m 5 -o /dev/null -w '%{http_code}' "$LW_URL/echo")" 200
+done
+expect_eq "SIGHUP, SIGUSR1, SIGUSR2: each logged as ignored" \
+    "$(grep -c 'msg="signal ignored"' "$LW_LOG")" 3
+check "the log says a restart applies configuration" grep -q 'restart leaseway to apply' "$LW_LOG"
+t=$(px_now)
+stop_leaseway QUIT 8
+took=$(px_since "$t")
+expect_eq "SIGQUIT: exit status 0" "$LW_EXIT" 0
+check "SIGQUIT: drained like SIGTERM" grep -q 'msg="shutting down" cause=SIGQUIT' "$LW_LOG"
+
 finish
