@@ -510,6 +510,21 @@ static int port_of(const char *hostport)
     return c ? atoi(c + 1) : 0;
 }
 
+/*
+ * Instance IDs and regions go into response headers, fly-replay, Consul and the log: like the
+ * IDs leaseway accepts from Consul, visible ASCII without spaces, and under ROUTE_ID_MAX (128).
+ */
+static bool id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 127)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e || *s == ',' || *s == ';')
+            return false;
+    return true;
+}
+
 /* Computed defaults and cross-field validation. */
 static int finish(struct proxy_config *cfg)
 {
@@ -550,6 +565,16 @@ static int finish(struct proxy_config *cfg)
         cfg->workers = n > 0 ? n : 1;
     }
 
+    if (!id_ok(cfg->instance)) {
+        err("--instance \"%s\": expected 1 to 127 visible ASCII characters, without spaces, ',' or ';'",
+            cfg->instance);
+        return -1;
+    }
+    if (cfg->region && *cfg->region && !id_ok(cfg->region)) {
+        err("--region \"%s\": expected up to 127 visible ASCII characters, without spaces, ',' or ';'",
+            cfg->region);
+        return -1;
+    }
     if (!cfg->target || !*cfg->target) {
         err("--target is required: the local app's host:port, e.g. --target 127.0.0.1:3000");
         return -1;
@@ -576,6 +601,21 @@ static int finish(struct proxy_config *cfg)
     }
     if (!strcmp(cfg->lease, "consul") && (!cfg->lease_key || !*cfg->lease_key)) {
         err("--lease consul needs --lease-key (the Consul KV key of the primary lease)");
+        return -1;
+    }
+    /* what the other lease mode would silently ignore */
+    bool consul = strcmp(cfg->lease, "consul") == 0;
+    if (!consul && cfg->source[i_reg] != SRC_DEFAULT && cfg->register_service) {
+        err("--register needs --lease consul (with --lease static there is no Consul to register in)");
+        return -1;
+    }
+    if (!consul && cfg->lease_key) {
+        err("--lease-key applies only with --lease consul (this instance has --lease %s)", cfg->lease);
+        return -1;
+    }
+    if (consul && cfg->static_primary) {
+        err("--static-primary applies only with --lease static (with --lease consul, Consul says who is "
+            "primary)");
         return -1;
     }
     if (strcmp(cfg->writes, "forward") && strcmp(cfg->writes, "replay")) {

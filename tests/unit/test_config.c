@@ -111,3 +111,53 @@ Test(config, bad_values_are_refused, .init = cr_redirect_stderr)
     cr_expect_eq(load(&cfg, 3, unknown), -1);
     proxy_config_free(&cfg);
 }
+
+/* --instance and --region go into response headers and logs: visible ASCII only, 1-127 bytes */
+Test(config, instance_and_region_are_header_safe, .init = cr_redirect_stderr)
+{
+    struct proxy_config cfg;
+    const char *crlf_region[] = {"--target", "127.0.0.1:1", "--region", "fra\r\nX-Evil: 1"};
+    cr_expect_eq(load(&cfg, 4, crlf_region), -1);
+    proxy_config_free(&cfg);
+    const char *space_instance[] = {"--target", "127.0.0.1:1", "--instance", "a b"};
+    cr_expect_eq(load(&cfg, 4, space_instance), -1);
+    proxy_config_free(&cfg);
+    const char *empty_instance[] = {"--target", "127.0.0.1:1", "--instance", ""};
+    cr_expect_eq(load(&cfg, 4, empty_instance), -1);
+    proxy_config_free(&cfg);
+    char long_id[200];
+    memset(long_id, 'a', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    const char *long_instance[] = {"--target", "127.0.0.1:1", "--instance", long_id};
+    cr_expect_eq(load(&cfg, 4, long_instance), -1);
+    proxy_config_free(&cfg);
+    const char *fine[] = {"--target", "127.0.0.1:1", "--instance", "machine-0a1b.fra_2", "--region", "fra"};
+    cr_expect_eq(load(&cfg, 6, fine), 0);
+    proxy_config_free(&cfg);
+    const char *no_region[] = {"--target", "127.0.0.1:1", "--instance", "i1", "--region", ""};
+    cr_expect_eq(load(&cfg, 6, no_region), 0, "an empty --region means none");
+    proxy_config_free(&cfg);
+}
+
+/* Flags that the chosen lease mode would silently ignore are refused instead. */
+Test(config, flags_of_the_other_lease_mode_are_refused, .init = cr_redirect_stderr)
+{
+    struct proxy_config cfg;
+    const char *static_register[] = {"--target", "127.0.0.1:1", "--lease", "static", "--register"};
+    cr_expect_eq(load(&cfg, 5, static_register), -1);
+    proxy_config_free(&cfg);
+    const char *static_key[] = {"--target", "127.0.0.1:1", "--lease", "static", "--lease-key", "k"};
+    cr_expect_eq(load(&cfg, 6, static_key), -1);
+    proxy_config_free(&cfg);
+    const char *consul_static_primary[] = {"--target", "127.0.0.1:1", "--lease-key", "k", "--static-primary",
+                                           "p=http://127.0.0.1:2"};
+    cr_expect_eq(load(&cfg, 6, consul_static_primary), -1);
+    proxy_config_free(&cfg);
+    const char *static_fine[] = {"--target", "127.0.0.1:1", "--static-primary", "p=http://127.0.0.1:2",
+                                 "--register=false"};
+    cr_expect_eq(load(&cfg, 5, static_fine), 0);
+    proxy_config_free(&cfg);
+    const char *consul_fine[] = {"--target", "127.0.0.1:1", "--lease-key", "k", "--register=false"};
+    cr_expect_eq(load(&cfg, 5, consul_fine), 0);
+    proxy_config_free(&cfg);
+}
