@@ -146,6 +146,42 @@ bool consul_http_conf_reload_token(struct consul_http_conf *conf)
     return changed;
 }
 
+/* host[:port] as a URL authority: a name or IPv4 address, or [IPv6], then 1-65535 */
+static bool host_port_ok(const char *hp, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && hp[0] == '[') {
+        while (i < n && hp[i] != ']')
+            i++;
+        if (i == n || i == 1)
+            return false;
+        for (size_t k = 1; k < i; k++)
+            if (!isxdigit((unsigned char)hp[k]) && hp[k] != ':' && hp[k] != '.')
+                return false;
+        i++;
+    } else {
+        while (i < n && hp[i] != ':') {
+            unsigned char ch = (unsigned char)hp[i];
+            if (!isalnum(ch) && ch != '.' && ch != '-' && ch != '_')
+                return false;
+            i++;
+        }
+        if (i == 0)
+            return false;
+    }
+    if (i == n)
+        return true;
+    if (hp[i] != ':' || i + 1 == n || n - i - 1 > 5)
+        return false;
+    long port = 0;
+    for (size_t k = i + 1; k < n; k++) {
+        if (!isdigit((unsigned char)hp[k]))
+            return false;
+        port = port * 10 + (hp[k] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
 int consul_http_conf_init(struct consul_http_conf *conf, const char *addr, const char **err)
 {
     const char *sep, *rest, *v, *server_name;
@@ -187,6 +223,10 @@ int consul_http_conf_init(struct consul_http_conf *conf, const char *addr, const
     }
     if (*rest == '\0' || *rest == '/') {
         *err = "Consul address without a host";
+        goto fail;
+    }
+    if (!conf->unix_path && !host_port_ok(rest, strcspn(rest, "/"))) {
+        *err = "Consul address: expected [scheme://]host[:port] with a port from 1 to 65535";
         goto fail;
     }
     server_name = https ? env("CONSUL_TLS_SERVER_NAME") : NULL;

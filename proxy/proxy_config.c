@@ -108,7 +108,9 @@ static const struct opt opts[] = {
      "kernel refuses io_uring, or with --no-io-uring)",
      0},
     {"check", OPT_BOOL, O(check), "false", "BOOL",
-     "validate the configuration, print it (secrets redacted) and exit", 0},
+     "run every start-up check (target resolves, files readable, probes, Consul settings), print the "
+     "configuration (secrets redacted) and exit; nothing is started",
+     0},
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 

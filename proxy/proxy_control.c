@@ -346,7 +346,8 @@ static int setup_health(struct control *ctl)
     return 0;
 }
 
-static struct consul_agent *start_consul(struct control *ctl)
+/* The agent, made (its settings checked) but not started: no request goes out yet. */
+static struct consul_agent *make_consul(struct control *ctl)
 {
     struct proxy_config *cfg = &ctl->cfg;
     struct consul_config cc = {
@@ -363,7 +364,12 @@ static struct consul_agent *start_consul(struct control *ctl)
         .lease_ttl_ms = cfg->lease_ttl_ms,
         .lock_delay_ms = cfg->lock_delay_ms,
     };
-    struct consul_agent *agent = consul_agent_new(ctl->base, &cc, lease_changed, ctl);
+    return consul_agent_new(ctl->base, &cc, lease_changed, ctl);
+}
+
+static struct consul_agent *start_consul(struct control *ctl)
+{
+    struct consul_agent *agent = make_consul(ctl);
     if (!agent)
         return NULL;
     consul_agent_set_gate(agent, ctl->last_gate, ctl->last_gate_reason);
@@ -411,13 +417,9 @@ int proxy_run(int argc, char **argv)
     ctl->last_gate = ROUTE_GATE_COUNT;
     if (proxy_config_load(&ctl->cfg, argc, argv) < 0)
         goto out_cfg;
-    if (ctl->cfg.check) {
-        proxy_config_print(&ctl->cfg);
-        rc = 0;
-        goto out_cfg;
-    }
+    /* --check goes through every start-up check below, then stops before anything starts */
     proxy_log_setup(ctl->cfg.log_format, ctl->cfg.log_level);
-    if (proxy_log_access_open(ctl->cfg.access_log) < 0)
+    if (!ctl->cfg.check && proxy_log_access_open(ctl->cfg.access_log) < 0)
         goto out_cfg;
     ctl->px.cfg = &ctl->cfg;
     ctl->px.nworkers = (size_t)ctl->cfg.workers;
@@ -462,6 +464,18 @@ int proxy_run(int argc, char **argv)
         goto out_rules;
     if (setup_health(ctl) < 0)
         goto out_base;
+    if (ctl->cfg.check) {
+        if (!strcmp(ctl->cfg.lease, "consul")) {
+            /* the Consul client settings and the lease's are checked when the agent is made */
+            struct consul_agent *agent = make_consul(ctl);
+            if (!agent)
+                goto out_base;
+            consul_agent_free(agent);
+        }
+        proxy_config_print(&ctl->cfg);
+        rc = 0;
+        goto out_base;
+    }
     publish(ctl);
 
     if (proxy_workers_start(&ctl->px) < 0) {

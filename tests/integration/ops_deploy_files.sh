@@ -162,7 +162,11 @@ else
 fi
 FLYENV=(FLY_APP_NAME=epic FLY_MACHINE_ID=e784 FLY_REGION=sjc PRIMARY_REGION=sjc INTERNAL_PORT=8080 PORT=8081
   DATABASE_PATH=/litefs/data/sqlite.db)
-if out=$(env "${FLYENV[@]}" "$LEASEWAY_BIN" run --check --config "$D/fly-leaseway.yml" 2>&1); then
+# --check checks what run checks, the migrations directory included: it is in the app's image
+# (/myapp), so the copy checked here points to a stand-in for it.
+mkdir -p "$TMP/myapp/prisma/migrations"
+sed "s|/myapp/|$TMP/myapp/|g" "$D/fly-leaseway.yml" >"$TMP/fly-leaseway.yml"
+if out=$(env "${FLYENV[@]}" "$LEASEWAY_BIN" run --check --config "$TMP/fly-leaseway.yml" 2>&1); then
   ok "deploy/fly-leaseway.yml: leaseway run --check accepts it (Fly's variables set)"
   for want in 'lease-key: "epic-stack-litefs/epic"' 'peer-url-template: "http://{id}.vm.epic.internal:8080"' \
     'advertise: "http://e784.vm.epic.internal:8080"' 'target: "127.0.0.1:8081"' 'candidate: false' \

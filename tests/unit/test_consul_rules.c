@@ -216,6 +216,15 @@ Test(consul_conf, addresses, .init = clear_env)
     cr_assert_eq(consul_http_conf_init(&c, "ftp://h", &err), -1);
     cr_assert_not_null(err);
     cr_assert_eq(consul_http_conf_init(&c, "http://", &err), -1);
+    /* a host:port that no connection could use is an error now, not a retry loop later */
+    cr_assert_eq(consul_http_conf_init(&c, "not a url", &err), -1);
+    cr_assert_eq(consul_http_conf_init(&c, "http://127.0.0.1:99999", &err), -1);
+    cr_assert_eq(consul_http_conf_init(&c, "http://127.0.0.1:", &err), -1);
+    cr_assert_eq(consul_http_conf_init(&c, "http://h:85x0", &err), -1);
+    cr_assert_eq(consul_http_conf_init(&c, "http://[::1]:8500", &err), 0, "IPv6 literal");
+    consul_http_conf_free(&c);
+    cr_assert_eq(consul_http_conf_init(&c, "consul.service.consul", &err), 0, "no port: the scheme's default");
+    consul_http_conf_free(&c);
     setenv("CONSUL_HTTP_SSL", "maybe", 1);
     cr_assert_eq(consul_http_conf_init(&c, "h:1", &err), -1);
 }

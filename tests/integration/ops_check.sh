@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `leaseway run --check` (docs/configuration.md: "validate; print the effective settings")
+# refuses exactly what `leaseway run` would refuse at start-up, with one line and exit 1:
+# the values that are only checked when they are used (a target that does not resolve, an
+# unreadable secret file, a bad glob, probe or static primary, the Consul client settings,
+# the lease TTL), not only those the flag parser sees. A good configuration: exit 0 and the
+# settings. Nothing is started: no listener, no Consul request.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../lib/common.sh"
+bin=${LEASEWAY_BIN:-$here/../../build/leaseway}
+d=$(mktmp)
+fails=0
+ok() { printf 'ok   - %s\n' "$*"; }
+bad() { fails=$((fails + 1)); printf 'FAIL - %s\n' "$*"; }
+
+# each case: description | expected stderr fragment | run arguments (after --target ... --check)
+refused() {
+    local what=$1 frag=$2
+    shift 2
+    "$bin" run --listen 127.0.0.1:1 --admin off "$@" --check >"$d/out" 2>"$d/err" </dev/null
+    local rc=$?
+    if [ "$rc" = 1 ] && grep -qi -- "$frag" "$d/err"; then
+        ok "--check refuses $what (exit 1: $(head -c 150 "$d/err" | head -1))"
+    else
+        bad "--check with $what: exit $rc, stderr: $(head -c 300 "$d/err"), stdout: $(head -c 100 "$d/out")"
+    fi
+}
+T=(--target 127.0.0.1:3000)
+refused "a target that does not resolve" "cannot resolve" --target no-such-host.invalid:3000
+refused "an unreadable --peer-secret-file" "peer-secret" "${T[@]}" --peer-secret-file "$d/nonexistent"
+refused "an unknown --migrations probe" "migrations" "${T[@]}" --migrations foo:bar
+refused "a --static-primary without ID=URL" "static-primary" "${T[@]}" --static-primary foo
+refused "a --passthrough glob not starting with /" "passthrough" "${T[@]}" --passthrough nopath
+refused "--lease-ttl 0" "lease-ttl" "${T[@]}" --lease-key k --lease-ttl 0
+refused "a --consul-addr with an ftp:// scheme" "scheme" "${T[@]}" --lease-key k --consul-addr ftp://x
+refused "a --consul-addr that is not host:port" "Consul address" "${T[@]}" --lease-key k --consul-addr 'not a url'
+CONSUL_HTTP_TOKEN_FILE=$d/nonexistent refused "an unreadable CONSUL_HTTP_TOKEN_FILE" "token" \
+    "${T[@]}" --lease-key k
+CONSUL_HTTP_SSL=maybe refused "CONSUL_HTTP_SSL=maybe" "CONSUL_HTTP_SSL" "${T[@]}" --lease-key k
+
+# good configurations, static and Consul: exit 0, the settings printed, nothing listening
+for mode in static consul; do
+    extra=()
+    [ "$mode" = consul ] && extra=(--lease-key service/app/primary --consul-addr http://127.0.0.1:1)
+    if "$bin" run --listen 127.0.0.1:1 --admin off "${T[@]}" --migrations command:true "${extra[@]}" --check \
+        >"$d/out" 2>"$d/err" </dev/null && grep -q 'target' "$d/out"; then
+        ok "--check on a good $mode configuration: exit 0, settings printed"
+    else
+        bad "--check on a good $mode configuration: stdout $(head -c 200 "$d/out"), stderr $(head -c 300 "$d/err")"
+    fi
+done
+[ "$fails" = 0 ]
