@@ -1630,6 +1630,19 @@ static int resp_value(llhttp_t *p, const char *at, size_t len)
     return proxy_head_value(u->head, at, len) < 0 ? -1 : 0;
 }
 
+/* Transfer-Encoding, if any, is "chunked" alone: the only coding leaseway can undo and redo. */
+static bool resp_coding_ok(const struct head *h)
+{
+    int n = 0;
+    for (size_t i = 0; i < h->nf; i++) {
+        if (!proxy_head_name_is(h, i, "transfer-encoding"))
+            continue;
+        if (++n > 1 || h->f[i].val_len != 7 || strncasecmp(head_val(h, i), "chunked", 7) != 0)
+            return false;
+    }
+    return true;
+}
+
 static int resp_headers_complete(llhttp_t *p)
 {
     struct upstream *u = p->data;
@@ -1665,6 +1678,8 @@ static int resp_headers_complete(llhttp_t *p)
         return proxy_http_write_response(out, u->head, &rw) < 0 ? -1 : 0;
     }
     u->final_seen = 1;
+    if (!resp_coding_ok(u->head))
+        return -1; /* 502: a coding we would drop (we re-frame bodies and strip Transfer-Encoding) */
     if (c->route == ROUTE_FORWARD && c->retry_ok &&
         (status == 421 || (status == 503 && proxy_head_find(u->head, "leaseway-gate") >= 0))) {
         /*
