@@ -1721,7 +1721,8 @@ static int resp_headers_complete(llhttp_t *p)
     c->status = status;
     if (proxy_http_write_response(out, u->head, &rw) < 0)
         return -1;
-    return no_body && c->head_req ? 1 : 0;
+    /* a HEAD answer, a 204 and a 304 end with their head, whatever Content-Length says (RFC 9112 §6.3) */
+    return no_body ? 1 : 0;
 }
 
 static int resp_body(llhttp_t *p, const char *at, size_t len)
