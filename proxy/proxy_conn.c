@@ -859,18 +859,12 @@ static int req_headers_complete(llhttp_t *p)
         return HPE_USER;
     }
     /* absolute-form (RFC 9112 §3.2.2): the app gets origin-form, routing sees the path */
-    const char *url = h->buf + h->url_off;
-    size_t skip = h->url_len > 8 && !strncasecmp(url, "http://", 7)    ? 7
-                  : h->url_len > 9 && !strncasecmp(url, "https://", 8) ? 8
-                                                                       : 0;
-    if (skip) {
-        const char *slash = memchr(url + skip, '/', h->url_len - skip);
-        if (!slash) {
-            client_error(c, 400, "bad request: absolute-form target without a path", NULL);
-            return HPE_USER;
-        }
-        h->url_len -= (uint32_t)(slash - url);
-        h->url_off += (uint32_t)(slash - url);
+    const char *bad_target = proxy_http_absolute_form(h);
+    if (bad_target) {
+        char line[160];
+        snprintf(line, sizeof(line), "bad request: %s", bad_target);
+        client_error(c, 400, line, NULL);
+        return HPE_USER;
     }
     proxy_http_request_facts(h, p->http_minor, &facts);
     c->expect_continue = facts.expect_continue;

@@ -91,6 +91,46 @@ void proxy_head_free(struct head *h)
     free(h);
 }
 
+const char *proxy_http_absolute_form(struct head *h)
+{
+    const char *url = h->buf + h->url_off;
+    size_t skip = h->url_len > 7 && !strncasecmp(url, "http://", 7)    ? 7
+                  : h->url_len > 8 && !strncasecmp(url, "https://", 8) ? 8
+                                                                       : 0;
+    if (!skip)
+        return NULL;
+    size_t end = skip;
+    while (end < h->url_len && url[end] != '/' && url[end] != '?')
+        end++;
+    if (end == skip)
+        return "absolute-form target without a host";
+    if (memchr(url + skip, '@', end - skip))
+        return "userinfo in the request target"; /* not in http(s) URIs, RFC 9110 §4.2.4 */
+    uint32_t auth_off = h->url_off + (uint32_t)skip, auth_len = (uint32_t)(end - skip);
+    if (end < h->url_len && url[end] == '/') {
+        h->url_off += (uint32_t)end;
+        h->url_len -= (uint32_t)end;
+    } else {
+        /* an empty path is "/" (RFC 9110 §4.2.3): "/" and the query, appended to the arena */
+        uint32_t rest = h->url_off + (uint32_t)end, rlen = h->url_len - (uint32_t)end;
+        if (grow(h, 1 + rlen) < 0)
+            return "request head larger than 64 KiB";
+        uint32_t off = (uint32_t)h->len;
+        h->buf[h->len++] = '/';
+        memmove(h->buf + h->len, h->buf + rest, rlen);
+        h->len += rlen;
+        h->url_off = off;
+        h->url_len = 1 + rlen;
+    }
+    for (size_t i = 0; i < h->nf; i++) {
+        if (h->f[i].name_len == 4 && !strncasecmp(h->buf + h->f[i].name_off, "host", 4)) {
+            h->f[i].val_off = auth_off;
+            h->f[i].val_len = auth_len;
+        }
+    }
+    return NULL;
+}
+
 static bool eq_nocase(const char *a, size_t alen, const char *b)
 {
     size_t blen = strlen(b);

@@ -33,6 +33,14 @@ bool proxy_head_name_is(const struct head *h, size_t i, const char *name);
 /* Index of the first field called name, or -1. */
 int proxy_head_find(const struct head *h, const char *name);
 
+/*
+ * absolute-form (RFC 9112 §3.2.2): turn an http(s):// request target into origin-form (an
+ * empty path becomes "/") and give every Host field the target's authority, which a
+ * recipient must use instead. NULL when done (or the target is not absolute-form), else
+ * why the target is refused (400).
+ */
+const char *proxy_http_absolute_form(struct head *h);
+
 /* Facts about a request head that the routing and rewriting need. */
 struct req_facts {
     int host_count;
