@@ -200,6 +200,7 @@ struct upstream {
     unsigned timer_paused : 1; /* TL_UPSTREAM stopped while read-blocked by the client */
     unsigned final_seen : 1;   /* a non-1xx response head was seen */
     unsigned tunnel : 1;
+    unsigned shut_wr : 1; /* the client's FIN was passed on (tunnel) */
     unsigned dead : 1;
     unsigned pooled : 1;
     unsigned rdhup : 1;

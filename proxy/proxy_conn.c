@@ -48,6 +48,7 @@ static void client_flush(struct client *c);
 static void client_flush_soon(struct client *c);
 static void upstream_read(struct upstream *u);
 static void upstream_flush(struct upstream *u);
+static void upstream_pass_eof(struct upstream *u);
 static void upstream_flush_soon(struct upstream *u);
 static void upstream_send(struct upstream *u);
 static void flush_forget(struct proxy_worker *w, const struct client *c, const struct upstream *u);
@@ -389,9 +390,9 @@ static void client_read(struct client *c)
             } else if (c->state == CS_BODY || (c->state == CS_WAIT && c->resp_started)) {
                 /* truncated body (the app must not see half of it), or the reader left mid-answer */
                 proxy_client_close(c);
-            } else if (c->state == CS_TUNNEL) {
-                if (c->up && c->up->out && evbuffer_get_length(c->up->out) == 0)
-                    (void)shutdown(c->up->fd, SHUT_WR);
+            } else if (c->state == CS_TUNNEL && c->up) {
+                /* pass the FIN on after every byte before it, once the tunnel is up */
+                upstream_pass_eof(c->up);
             }
             c->read_blocked = 1; /* nothing more will come */
             return;
@@ -1206,7 +1207,7 @@ static struct upstream *upstream_acquire(struct proxy_worker *w, struct upstream
         pool_remove(u);
         proxy_timer_clear(&u->timer);
         u->reused = 1;
-        u->got_bytes = u->final_seen = u->discard = u->timer_paused = 0;
+        u->got_bytes = u->final_seen = u->discard = u->timer_paused = u->shut_wr = 0;
         llhttp_init(&u->parser, HTTP_RESPONSE, &resp_settings);
         u->parser.data = u;
         return u;
@@ -1375,6 +1376,16 @@ static bool upstream_may_send(const struct upstream *u)
     return !u->dead && !u->connecting && !u->handshaking;
 }
 
+/* A tunnel's client half-closed: half-close towards the app once all it sent has gone there. */
+static void upstream_pass_eof(struct upstream *u)
+{
+    struct client *c = u->c;
+    if (u->tunnel && !u->shut_wr && c && c->eof && !c->pending_len && evbuffer_get_length(u->out) == 0) {
+        u->shut_wr = 1;
+        (void)shutdown(u->fd, SHUT_WR);
+    }
+}
+
 static void upstream_flush(struct upstream *u)
 {
     if (!upstream_may_send(u))
@@ -1393,6 +1404,8 @@ static void upstream_flush(struct upstream *u)
     struct client *c = u->c;
     if (!c)
         return;
+    if (c->eof && u->tunnel)
+        upstream_pass_eof(u);
     /* once the whole request is out, the app is due an answer: time its silence */
     if (!u->tunnel && c->req_done && u->timer.list != TL_UPSTREAM)
         proxy_timer_set(u->w, &u->timer, TL_UPSTREAM);
