@@ -9,6 +9,7 @@
  */
 #include "proxy/proxy_admin.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -550,8 +551,10 @@ int proxy_admin_start(struct proxy_admin *a, struct event_base *base, const char
     evhttp_set_gencb(a->http, handle, a);
     evhttp_set_timeout(a->http, 10);
     if (!evhttp_bind_socket_with_handle(a->http, host, (ev_uint16_t)atoi(colon + 1))) {
+        int e = errno; /* the bind's: kept for the caller's message */
         evhttp_free(a->http);
         a->http = NULL;
+        errno = e;
         return -1;
     }
     struct proxy_config *cfg = a->px->cfg;

@@ -482,6 +482,9 @@ static int load_flags(struct proxy_config *cfg, int argc, char **argv, bool conf
             val = eq + 1;
         } else if (opts[i].type == OPT_BOOL) {
             val = negated ? "false" : "true";
+            /* --help shows "--candidate BOOL": take a following true/false as its value */
+            if (!negated && a + 1 < argc && (!strcmp(argv[a + 1], "true") || !strcmp(argv[a + 1], "false")))
+                val = argv[++a];
         } else if (a + 1 < argc) {
             val = argv[++a];
         } else {

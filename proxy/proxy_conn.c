@@ -1642,7 +1642,7 @@ static bool resp_coding_ok(const struct head *h)
 {
     int n = 0;
     for (size_t i = 0; i < h->nf; i++) {
-        if (!proxy_head_name_is(h, i, "transfer-encoding"))
+        if (h->f[i].name_len != 17 || !proxy_head_name_is(h, i, "transfer-encoding"))
             continue;
         if (++n > 1 || h->f[i].val_len != 7 || strncasecmp(head_val(h, i), "chunked", 7) != 0)
             return false;
@@ -1685,7 +1685,7 @@ static int resp_headers_complete(llhttp_t *p)
         return proxy_http_write_response(out, u->head, &rw) < 0 ? -1 : 0;
     }
     u->final_seen = 1;
-    if (!resp_coding_ok(u->head))
+    if ((p->flags & F_TRANSFER_ENCODING) && !resp_coding_ok(u->head))
         return -1; /* 502: a coding we would drop (we re-frame bodies and strip Transfer-Encoding) */
     if (c->route == ROUTE_FORWARD && c->retry_ok &&
         (status == 421 || (status == 503 && proxy_head_find(u->head, "leaseway-gate") >= 0))) {

@@ -482,8 +482,10 @@ int proxy_run(int argc, char **argv)
         fprintf(stderr, "leaseway: cannot start workers on %s: %s\n", ctl->cfg.listen, strerror(errno));
         goto out_base;
     }
+    errno = 0;
     if (strcmp(ctl->cfg.admin, "off") != 0 && proxy_admin_start(&ctl->admin, ctl->base, ctl->cfg.admin) < 0) {
-        fprintf(stderr, "leaseway: cannot listen on --admin %s\n", ctl->cfg.admin);
+        fprintf(stderr, "leaseway: cannot listen on --admin %s: %s\n", ctl->cfg.admin,
+                errno ? strerror(errno) : "not an address");
         proxy_workers_stop(&ctl->px);
         proxy_workers_join(&ctl->px);
         goto out_base;

@@ -39,6 +39,20 @@ CONSUL_HTTP_TOKEN_FILE=$d/nonexistent refused "an unreadable CONSUL_HTTP_TOKEN_F
     "${T[@]}" --lease-key k
 CONSUL_HTTP_SSL=maybe refused "CONSUL_HTTP_SSL=maybe" "CONSUL_HTTP_SSL" "${T[@]}" --lease-key k
 
+# what only binding can find out: run says why it cannot listen (the port is taken here)
+busy=$(free_port)
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(30)' "$busy" &
+register_pid $!
+wait_for "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", $busy)).close()'" 5 || die "no listener"
+timeout 10 "$bin" run "${T[@]}" --listen "127.0.0.1:$(free_port)" --admin "127.0.0.1:$busy" >"$d/out" 2>"$d/err"
+rc=$?
+if [ "$rc" = 1 ] && grep -q "cannot listen on --admin 127.0.0.1:$busy: Address already in use" "$d/err"; then
+    ok "run with its --admin port taken: exit 1 and the reason ($(tail -1 "$d/err"))"
+else
+    bad "run with its --admin port taken: exit $rc, stderr: $(tail -c 300 "$d/err")"
+fi
+
 # good configurations, static and Consul: exit 0, the settings printed, nothing listening
 for mode in static consul; do
     extra=()

@@ -161,3 +161,22 @@ Test(config, flags_of_the_other_lease_mode_are_refused, .init = cr_redirect_stde
     cr_expect_eq(load(&cfg, 5, consul_fine), 0);
     proxy_config_free(&cfg);
 }
+
+/* --help shows "--candidate BOOL": "--candidate false" works as "--candidate=false" does */
+Test(config, bool_flag_takes_a_following_true_or_false, .init = cr_redirect_stderr)
+{
+    struct proxy_config cfg;
+    const char *spaced[] = {"--target", "127.0.0.1:1", "--candidate", "false", "--io-uring", "true"};
+    cr_assert_eq(load(&cfg, 6, spaced), 0);
+    cr_expect(!cfg.candidate);
+    cr_expect(cfg.io_uring);
+    proxy_config_free(&cfg);
+    const char *alone[] = {"--candidate", "--target", "127.0.0.1:1"};
+    cr_assert_eq(load(&cfg, 3, alone), 0);
+    cr_expect(cfg.candidate, "a bare bool flag is still true");
+    proxy_config_free(&cfg);
+    const char *negated[] = {"--target", "127.0.0.1:1", "--no-candidate"};
+    cr_assert_eq(load(&cfg, 3, negated), 0);
+    cr_expect(!cfg.candidate);
+    proxy_config_free(&cfg);
+}
