@@ -146,7 +146,7 @@ bool consul_http_conf_reload_token(struct consul_http_conf *conf)
     return changed;
 }
 
-/* host[:port] as a URL authority: a name or IPv4 address, or [IPv6], then 1-65535 */
+/* host[:port]: a name or IPv4 address, or [IPv6], then 1-65535 */
 static bool host_port_ok(const char *hp, size_t n)
 {
     size_t i = 0;
@@ -180,6 +180,20 @@ static bool host_port_ok(const char *hp, size_t n)
         port = port * 10 + (hp[k] - '0');
     }
     return port >= 1 && port <= 65535;
+}
+
+/* [user[:password]@]host[:port], as Consul's own client accepts in CONSUL_HTTP_ADDR */
+static bool authority_ok(const char *a, size_t n)
+{
+    const char *at = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] == '@')
+            at = a + i;
+    if (at) {
+        n -= (size_t)(at + 1 - a);
+        a = at + 1;
+    }
+    return host_port_ok(a, n);
 }
 
 int consul_http_conf_init(struct consul_http_conf *conf, const char *addr, const char **err)
@@ -225,7 +239,7 @@ int consul_http_conf_init(struct consul_http_conf *conf, const char *addr, const
         *err = "Consul address without a host";
         goto fail;
     }
-    if (!conf->unix_path && !host_port_ok(rest, strcspn(rest, "/"))) {
+    if (!conf->unix_path && !authority_ok(rest, strcspn(rest, "/"))) {
         *err = "Consul address: expected [scheme://]host[:port] with a port from 1 to 65535";
         goto fail;
     }
