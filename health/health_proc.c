@@ -232,7 +232,7 @@ static void on_exit_ready(evutil_socket_t fd, short what, void *arg)
     if (r == p->pid)
         exited(p, status);
     else if (r < 0 && errno == ECHILD)
-        exited(p, 0); /* someone else reaped it: nothing better to report */
+        exited(p, 255 << 8); /* reaped by someone else: its code is lost, and unknown is not success */
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)

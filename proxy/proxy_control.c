@@ -410,6 +410,11 @@ int proxy_run(int argc, char **argv)
             return 0;
         }
     }
+    /*
+     * An ignored SIGCHLD survives exec: the kernel would then reap our children itself and
+     * their exit codes (a failed migration's) would be lost. Children are ours to wait for.
+     */
+    signal(SIGCHLD, SIG_DFL);
     struct control *ctl = calloc(1, sizeof(*ctl));
     int rc = 1;
     if (!ctl)
