@@ -121,6 +121,7 @@ struct consul_agent {
     struct consul_http_req *req[OP_COUNT];
     unsigned attempts[OP_COUNT];
     char last_err[OP_COUNT][160]; /* log an error once per change */
+    int64_t token_read_ms;        /* CONSUL_HTTP_TOKEN_FILE last re-read after a 403 */
 
     struct event *ev_watch, *ev_watch_check, *ev_lease, *ev_renew, *ev_alive, *ev_ready, *ev_register;
     struct event *ev_deadline, *ev_done;
@@ -208,11 +209,26 @@ static void fail(struct consul_agent *a, enum op op, const struct consul_http_re
     for (char *p = msg; *p; p++)
         if (*p == '"' || *p == '\n' || *p == '\r')
             *p = ' ';
+    /*
+     * Refused: the token file may have been rotated since. Read it again on every 403 (at
+     * most once a second), not only on the first of a run of them: the new token may come
+     * after every operation has already met the old one's refusal.
+     */
+    bool reloaded = false;
+    if (r->status == 403 && a->conf.token_file) {
+        int64_t now = consul_now_ms();
+        if (a->token_read_ms == 0 || now - a->token_read_ms >= 1000) {
+            a->token_read_ms = now;
+            reloaded = consul_http_conf_reload_token(&a->conf);
+            if (reloaded)
+                consul_log("info", "msg=\"ACL token changed in CONSUL_HTTP_TOKEN_FILE: using it\" op=%s",
+                           op_names[op]);
+        }
+    }
     if (strcmp(msg, a->last_err[op]) == 0)
         return;
     snprintf(a->last_err[op], sizeof(a->last_err[op]), "%s", msg);
     if (r->status == 403) {
-        bool reloaded = consul_http_conf_reload_token(&a->conf);
         consul_log("error",
                    "msg=\"Consul refused the request: check the ACL token (CONSUL_HTTP_TOKEN / "
                    "CONSUL_HTTP_TOKEN_FILE)\" op=%s error=\"%s\" token_reloaded=%s",

@@ -204,5 +204,19 @@ else
   bad "no token: GET / via acl-3: $out"
 fi
 
+# 5. A token file rotated while leaseway runs (a Vault agent, an operator): the new token is
+#    picked up, even after every operation has already met its 403 with the old one.
+kill_wait "${LW_PID[2]}" 10
+echo "11111111-1111-1111-1111-111111111111" >"$DIR/rotating"
+start_lw 2 CONSUL_HTTP_TOKEN_FILE="$DIR/rotating"
+sleep 6
+cp "$DIR/token" "$DIR/rotating.new" && mv "$DIR/rotating.new" "$DIR/rotating"
+if "${CL[@]}" catalog --consul "$CONSUL_ADDR" --service "$SERVICE" --token "$ROOT_TOKEN" --want 3 --timeout 15 >/dev/null 2>&1 &&
+  out=$("${CL[@]}" wait-status --timeout 10 --expr 'st["role"] == "replica" and (st["primary"] or {}).get("id") == "acl-1"' "$(spec 2)" 2>&1); then
+  ok "token file rotated 6 s after start: acl-3 picked up the new token, registered, replica of acl-1"
+else
+  bad "token file rotated 6 s after start: acl-3 not registered as a replica within 15 s: ${out:-not in the catalog}"
+fi
+
 echo "cluster_acl: $PASSES passed, $FAILS failed"
 [ "$FAILS" -eq 0 ]
