@@ -301,9 +301,15 @@ void proxy_conn_init_settings(void);
 void proxy_conn_retry_held(struct proxy_worker *w); /* snapshot changed or tick: re-route held writes */
 void proxy_conn_txid_poll(struct proxy_worker *w);  /* reads waiting for LiteFS: caught up yet? */
 
-/* proxy_peer_addr.c (control thread) */
+/*
+ * proxy_peer_addr.c (control thread). proxy_resolve_url: 0 and the address, or -1 while a
+ * name is still being looked up (or could not be); never blocks. When a lookup finishes,
+ * proxy_resolve_fd() is readable: call proxy_resolve_ack() and resolve again.
+ */
 __attribute__((warn_unused_result)) int proxy_resolve_url(const char *url, struct sockaddr_storage *addr,
                                                           socklen_t *len, bool *tls);
+int proxy_resolve_fd(void);
+void proxy_resolve_ack(void);
 __attribute__((warn_unused_result)) int proxy_load_peer_secret(struct proxy *px, const char *path);
 /* The TLS client context for https:// peers. */
 __attribute__((warn_unused_result)) int proxy_peer_tls_setup(struct proxy *px);

@@ -1009,6 +1009,11 @@ static int dispatch(struct client *c)
     struct upstream_target *t = &w->app;
     if (c->route == ROUTE_FORWARD) {
         t = peer_target(w);
+        if (!t && !w->snap.primary_addr_len && c->req_done && c->retry_ok) {
+            /* the primary's name is still being looked up: its write waits, as for a primary */
+            if (hold_enter(c) == 0)
+                return 0;
+        }
         if (!t) {
             client_error(c, 502, "the primary's advertised URL cannot be used", NULL);
             return HPE_USER;

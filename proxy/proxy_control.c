@@ -42,6 +42,7 @@ struct control {
     struct consul_agent *consul;
     struct consul_state lease;           /* last word from consul/ (or the static lease) */
     struct event *sigs[6], *drain_check; /* handled_signals[] */
+    struct event *resolved;              /* a lookup of the primary's URL finished */
     enum control_phase phase;
     int stop_sig;  /* the signal that started the shutdown: forwarded to the app */
     int exit_code; /* the app's, when it exited by itself */
@@ -301,6 +302,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     shut_down(ctl, signal_name((int)sig));
 }
 
+/* The primary's name was looked up (proxy_peer_addr.c): publish its address. */
+static void on_resolved(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_resolve_ack();
+    publish(arg);
+}
+
 /* The supervised app exited by itself: leaseway follows it out, with its code. */
 static void app_exited(void *arg, int exit_code)
 {
@@ -507,7 +517,9 @@ int proxy_run(int argc, char **argv)
         sigs_ok = sigs_ok && ctl->sigs[i] && evsignal_add(ctl->sigs[i], NULL) == 0;
     }
     ctl->drain_check = event_new(ctl->base, -1, EV_PERSIST, drain_check, ctl);
-    if (!sigs_ok || !ctl->drain_check) {
+    int rfd = proxy_resolve_fd();
+    ctl->resolved = rfd >= 0 ? event_new(ctl->base, rfd, EV_READ | EV_PERSIST, on_resolved, ctl) : NULL;
+    if (!sigs_ok || !ctl->drain_check || !ctl->resolved || event_add(ctl->resolved, NULL) < 0) {
         fprintf(stderr, "leaseway: cannot set up signal handling\n");
         release(ctl);
     } else if (health_start(ctl->health) < 0) {
@@ -533,6 +545,8 @@ int proxy_run(int argc, char **argv)
             event_free(ctl->sigs[i]);
     if (ctl->drain_check)
         event_free(ctl->drain_check);
+    if (ctl->resolved)
+        event_free(ctl->resolved);
 out_base:
     health_free(ctl->health);
     event_base_free(ctl->base);

@@ -94,9 +94,9 @@ void proxy_head_free(struct head *h)
 const char *proxy_http_absolute_form(struct head *h)
 {
     const char *url = h->buf + h->url_off;
-    size_t skip = h->url_len > 7 && !strncasecmp(url, "http://", 7)    ? 7
-                  : h->url_len > 8 && !strncasecmp(url, "https://", 8) ? 8
-                                                                       : 0;
+    size_t skip = h->url_len >= 7 && !strncasecmp(url, "http://", 7)    ? 7
+                  : h->url_len >= 8 && !strncasecmp(url, "https://", 8) ? 8
+                                                                        : 0;
     if (!skip)
         return NULL;
     size_t end = skip;
