@@ -51,7 +51,8 @@ wait_for "curl -sf http://127.0.0.1:$p1/echo" 10 || die "the primary did not com
 start_replica() { # name url -> sets R_PORT, R_ADMIN
     R_PORT=$(free_port)
     R_ADMIN=$(free_port)
-    LD_PRELOAD="$d/slowdns.so" "$bin" run --instance "$1" --listen "127.0.0.1:$R_PORT" --target "127.0.0.1:$upR" \
+    # under ASan (the sanitizer pass) the shim comes before ASan's runtime: allow it
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" LD_PRELOAD="$d/slowdns.so" "$bin" run --instance "$1" --listen "127.0.0.1:$R_PORT" --target "127.0.0.1:$upR" \
         --admin "127.0.0.1:$R_ADMIN" --workers 1 --hold-timeout 2s --static-primary "P=$2" >"$d/$1.log" 2>&1 &
     register_pid $!
 }
