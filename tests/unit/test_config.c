@@ -149,8 +149,8 @@ Test(config, flags_of_the_other_lease_mode_are_refused, .init = cr_redirect_stde
     const char *static_key[] = {"--target", "127.0.0.1:1", "--lease", "static", "--lease-key", "k"};
     cr_expect_eq(load(&cfg, 6, static_key), -1);
     proxy_config_free(&cfg);
-    const char *consul_static_primary[] = {"--target", "127.0.0.1:1", "--lease-key", "k", "--static-primary",
-                                           "p=http://127.0.0.1:2"};
+    const char *consul_static_primary[] = {"--target", "127.0.0.1:1",      "--lease-key",
+                                           "k",        "--static-primary", "p=http://127.0.0.1:2"};
     cr_expect_eq(load(&cfg, 6, consul_static_primary), -1);
     proxy_config_free(&cfg);
     const char *static_fine[] = {"--target", "127.0.0.1:1", "--static-primary", "p=http://127.0.0.1:2",

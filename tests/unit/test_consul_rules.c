@@ -226,7 +226,8 @@ Test(consul_conf, addresses, .init = clear_env)
     cr_assert_eq(consul_http_conf_init(&c, "http://ops:pw@127.0.0.1:0", &err), -1);
     cr_assert_eq(consul_http_conf_init(&c, "http://[::1]:8500", &err), 0, "IPv6 literal");
     consul_http_conf_free(&c);
-    cr_assert_eq(consul_http_conf_init(&c, "consul.service.consul", &err), 0, "no port: the scheme's default");
+    cr_assert_eq(consul_http_conf_init(&c, "consul.service.consul", &err), 0,
+                 "no port: the scheme's default");
     consul_http_conf_free(&c);
     setenv("CONSUL_HTTP_SSL", "maybe", 1);
     cr_assert_eq(consul_http_conf_init(&c, "h:1", &err), -1);
