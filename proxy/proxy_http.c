@@ -94,6 +94,8 @@ void proxy_head_free(struct head *h)
 const char *proxy_http_absolute_form(struct head *h)
 {
     const char *url = h->buf + h->url_off;
+    if (h->url_len == 0 || url[0] == '/' || url[0] == '*')
+        return NULL; /* origin-form (or OPTIONS *): the usual case, no comparison needed */
     size_t skip = h->url_len >= 7 && !strncasecmp(url, "http://", 7)    ? 7
                   : h->url_len >= 8 && !strncasecmp(url, "https://", 8) ? 8
                                                                         : 0;
@@ -112,15 +114,17 @@ const char *proxy_http_absolute_form(struct head *h)
         h->url_len -= (uint32_t)end;
     } else {
         /* an empty path is "/" (RFC 9110 §4.2.3): "/" and the query, appended to the arena */
-        uint32_t rest = h->url_off + (uint32_t)end, rlen = h->url_len - (uint32_t)end;
-        if (grow(h, 1 + rlen) < 0)
+        char target[PROXY_URL_MAX + 1]; /* url_len <= PROXY_URL_MAX (414 above it) */
+        size_t rlen = h->url_len - end;
+        if (rlen >= PROXY_URL_MAX)
+            return "request target longer than 8 KiB";
+        target[0] = '/';
+        memcpy(target + 1, url + end, rlen);
+        uint32_t off = 0, len = 0;
+        if (proxy_head_span(h, &off, &len, target, 1 + rlen) < 0)
             return "request head larger than 64 KiB";
-        uint32_t off = (uint32_t)h->len;
-        h->buf[h->len++] = '/';
-        memmove(h->buf + h->len, h->buf + rest, rlen);
-        h->len += rlen;
         h->url_off = off;
-        h->url_len = 1 + rlen;
+        h->url_len = len;
     }
     for (size_t i = 0; i < h->nf; i++) {
         if (h->f[i].name_len == 4 && !strncasecmp(h->buf + h->f[i].name_off, "host", 4)) {
