@@ -5,22 +5,9 @@
 # second for it — and the app must not see the Expect field again.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-. "$here/../lib/common.sh"
-bin=${LEASEWAY_BIN:-$here/../../build/leaseway}
-d=$(mktmp)
-up1=$(free_port); up2=$(free_port); p1=$(free_port); p2=$(free_port)
-python3 "$here/../lib/upstream.py" --port "$up1" --name P-app >/dev/null 2>&1 &
-register_pid $!
-python3 "$here/../lib/upstream.py" --port "$up2" --name R-app >/dev/null 2>&1 &
-register_pid $!
-"$bin" run --instance P --listen "127.0.0.1:$p1" --target "127.0.0.1:$up1" --admin off --workers 1 >"$d/p.log" 2>&1 &
-register_pid $!
-"$bin" run --instance R --listen "127.0.0.1:$p2" --target "127.0.0.1:$up2" --admin off --workers 1 \
-    --static-primary "P=http://127.0.0.1:$p1" >"$d/r.log" 2>&1 &
-register_pid $!
-for u in "$up1/echo" "$up2/echo" "$p1/echo" "$p2/echo"; do
-    wait_for "curl -sf http://127.0.0.1:$u" 10 || die "127.0.0.1:$u did not come up"
-done
+# shellcheck source=../lib/static_pair.sh
+. "$here/../lib/static_pair.sh"
+static_pair_start
 head -c 100000 /dev/urandom >"$d/body"
 t=$(curl -s -m 20 -o "$d/out" -w '%{http_code} %{time_total}' -H 'Expect: 100-continue' -X POST --data-binary @"$d/body" \
     "http://127.0.0.1:$p2/echo")

@@ -6,22 +6,9 @@
 # local route. A trailer named Host or Content-Length changes nothing.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-. "$here/../lib/common.sh"
-bin=${LEASEWAY_BIN:-$here/../../build/leaseway}
-d=$(mktmp)
-up1=$(free_port); up2=$(free_port); p1=$(free_port); p2=$(free_port)
-python3 "$here/../lib/upstream.py" --port "$up1" --name P-app >/dev/null 2>&1 &
-register_pid $!
-python3 "$here/../lib/upstream.py" --port "$up2" --name R-app >/dev/null 2>&1 &
-register_pid $!
-"$bin" run --instance P --listen "127.0.0.1:$p1" --target "127.0.0.1:$up1" --admin off --workers 1 >"$d/p.log" 2>&1 &
-register_pid $!
-"$bin" run --instance R --listen "127.0.0.1:$p2" --target "127.0.0.1:$up2" --admin off --workers 1 \
-    --static-primary "P=http://127.0.0.1:$p1" >"$d/r.log" 2>&1 &
-register_pid $!
-for u in "$up1/echo" "$up2/echo" "$p1/echo" "$p2/echo"; do
-    wait_for "curl -sf http://127.0.0.1:$u" 10 || die "127.0.0.1:$u did not come up"
-done
+# shellcheck source=../lib/static_pair.sh
+. "$here/../lib/static_pair.sh"
+static_pair_start
 python3 - "$p2" "$p1" <<'PY' || { tail -n 20 "$d/r.log" "$d/p.log"; die "see above"; }
 import json, socket, sys
 fails = 0
