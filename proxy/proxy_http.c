@@ -573,8 +573,7 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
         put_status_line(&wr, rw->status, reason, strlen(reason));
 
     const bool custom = has_custom_connection_tokens(h);
-    /* a 1xx or 204 has no Content-Length (RFC 9110 §8.6); a 304's and a HEAD answer's say what GET would get
-     */
+    /* no Content-Length on a 1xx or 204 (RFC 9110 §8.6); a 304 or a HEAD answer keeps GET's */
     const bool keep_cl =
         (rw->framing == BODY_LENGTH || rw->framing == BODY_NONE) && rw->status != 204 && rw->status >= 200;
     int upgrade_i = -1;
