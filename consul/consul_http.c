@@ -146,54 +146,24 @@ bool consul_http_conf_reload_token(struct consul_http_conf *conf)
     return changed;
 }
 
-/* host[:port]: a name or IPv4 address, or [IPv6], then 1-65535 */
-static bool host_port_ok(const char *hp, size_t n)
+/*
+ * The address's [user@]host[:port] (before any path prefix): what consul_url_host_port()
+ * accepts (a port from 1 to 65535, an [IPv6] literal), with a host of name characters only.
+ */
+static bool authority_ok(const char *rest)
 {
-    size_t i = 0;
-    if (n > 0 && hp[0] == '[') {
-        while (i < n && hp[i] != ']')
-            i++;
-        if (i == n || i == 1)
-            return false;
-        for (size_t k = 1; k < i; k++)
-            if (!isxdigit((unsigned char)hp[k]) && hp[k] != ':' && hp[k] != '.')
-                return false;
-        i++;
-    } else {
-        while (i < n && hp[i] != ':') {
-            unsigned char ch = (unsigned char)hp[i];
-            if (!isalnum(ch) && ch != '.' && ch != '-' && ch != '_')
-                return false;
-            i++;
-        }
-        if (i == 0)
-            return false;
-    }
-    if (i == n)
-        return true;
-    if (hp[i] != ':' || i + 1 == n || n - i - 1 > 5)
+    char url[600], host[256];
+    int port;
+    size_t n = strcspn(rest, "/");
+    if (n > 512)
         return false;
-    long port = 0;
-    for (size_t k = i + 1; k < n; k++) {
-        if (!isdigit((unsigned char)hp[k]))
+    snprintf(url, sizeof(url), "http://%.*s", (int)n, rest);
+    if (consul_url_host_port(url, host, sizeof(host), &port) < 0)
+        return false;
+    for (const char *h = host; *h; h++)
+        if (!isalnum((unsigned char)*h) && *h != '.' && *h != '-' && *h != '_' && *h != ':')
             return false;
-        port = port * 10 + (hp[k] - '0');
-    }
-    return port >= 1 && port <= 65535;
-}
-
-/* [user[:password]@]host[:port], as Consul's own client accepts in CONSUL_HTTP_ADDR */
-static bool authority_ok(const char *a, size_t n)
-{
-    const char *at = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (a[i] == '@')
-            at = a + i;
-    if (at) {
-        n -= (size_t)(at + 1 - a);
-        a = at + 1;
-    }
-    return host_port_ok(a, n);
+    return true;
 }
 
 int consul_http_conf_init(struct consul_http_conf *conf, const char *addr, const char **err)
@@ -239,7 +209,7 @@ int consul_http_conf_init(struct consul_http_conf *conf, const char *addr, const
         *err = "Consul address without a host";
         goto fail;
     }
-    if (!conf->unix_path && !authority_ok(rest, strcspn(rest, "/"))) {
+    if (!conf->unix_path && !authority_ok(rest)) {
         *err = "Consul address: expected [scheme://]host[:port] with a port from 1 to 65535";
         goto fail;
     }
