@@ -127,7 +127,7 @@ const char *proxy_http_absolute_form(struct head *h)
         h->url_len = len;
     }
     for (size_t i = 0; i < h->nf; i++) {
-        if (h->f[i].name_len == 4 && !strncasecmp(h->buf + h->f[i].name_off, "host", 4)) {
+        if (proxy_head_name_is(h, i, "host")) {
             h->f[i].val_off = auth_off;
             h->f[i].val_len = auth_len;
         }

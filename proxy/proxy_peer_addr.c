@@ -47,12 +47,18 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The wake-up, made on first need (with rs.mu held): before the first lookup that uses it. */
+static int wakeup_fd_locked(void)
+{
+    if (rs.efd < 0)
+        rs.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return rs.efd;
+}
+
 int proxy_resolve_fd(void)
 {
     pthread_mutex_lock(&rs.mu);
-    if (rs.efd < 0)
-        rs.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    int fd = rs.efd;
+    int fd = wakeup_fd_locked();
     pthread_mutex_unlock(&rs.mu);
     return fd;
 }
@@ -157,9 +163,7 @@ int proxy_resolve_url(const char *url, struct sockaddr_storage *addr, socklen_t 
         *len = rs.len;
         rc = 0;
     } else if (!rs.busy && (!same || mono_ms() - rs.done_ms >= RETRY_MS)) {
-        /* the wake-up must exist before the lookup that will use it */
-        if (rs.efd < 0)
-            rs.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        (void)wakeup_fd_locked();
         struct job *j = calloc(1, sizeof(*j));
         pthread_attr_t attr;
         pthread_t t;
