@@ -33,6 +33,14 @@ enum control_phase {
     PHASE_COUNT
 };
 
+/*
+ * TERM and INT stop gracefully (SPEC §7), and so does QUIT, nginx's graceful stop. HUP,
+ * USR1 and USR2 (nginx: reload, reopen logs, upgrade) would otherwise kill the process
+ * without a drain or a lease release: they are logged and ignored.
+ */
+static const int handled_signals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
+#define N_HANDLED_SIGNALS (sizeof(handled_signals) / sizeof(handled_signals[0]))
+
 struct control {
     struct proxy px;
     struct proxy_config cfg;
@@ -40,9 +48,9 @@ struct control {
     struct proxy_admin admin;
     struct health *health;
     struct consul_agent *consul;
-    struct consul_state lease;           /* last word from consul/ (or the static lease) */
-    struct event *sigs[6], *drain_check; /* handled_signals[] */
-    struct event *resolved;              /* a lookup of the primary's URL finished */
+    struct consul_state lease;                           /* last word from consul/ (or the static lease) */
+    struct event *sigs[N_HANDLED_SIGNALS], *drain_check; /* one per handled_signals[] */
+    struct event *resolved;                              /* a lookup of the primary's URL finished */
     enum control_phase phase;
     int stop_sig;  /* the signal that started the shutdown: forwarded to the app */
     int exit_code; /* the app's, when it exited by itself */
@@ -260,13 +268,6 @@ static void shut_down(struct control *ctl, const char *why)
     struct timeval tv = {0, 50 * 1000};
     event_add(ctl->drain_check, &tv);
 }
-
-/*
- * TERM and INT stop gracefully (SPEC §7), and so does QUIT, nginx's graceful stop. HUP,
- * USR1 and USR2 (nginx: reload, reopen logs, upgrade) would otherwise kill the process
- * without a drain or a lease release: they are logged and ignored.
- */
-static const int handled_signals[6] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
 
 static const char *signal_name(int sig)
 {
@@ -512,7 +513,7 @@ int proxy_run(int argc, char **argv)
         goto out_base;
     }
     bool sigs_ok = true;
-    for (size_t i = 0; i < sizeof(handled_signals) / sizeof(handled_signals[0]); i++) {
+    for (size_t i = 0; i < N_HANDLED_SIGNALS; i++) {
         ctl->sigs[i] = evsignal_new(ctl->base, handled_signals[i], on_signal, ctl);
         sigs_ok = sigs_ok && ctl->sigs[i] && evsignal_add(ctl->sigs[i], NULL) == 0;
     }
@@ -540,7 +541,7 @@ int proxy_run(int argc, char **argv)
         consul_agent_free(ctl->consul);
     rc = ctl->exit_code ? ctl->exit_code : health_app_exit_code(ctl->health);
     proxy_log_info("stopped", "exit_code=%d", rc);
-    for (size_t i = 0; i < sizeof(ctl->sigs) / sizeof(ctl->sigs[0]); i++)
+    for (size_t i = 0; i < N_HANDLED_SIGNALS; i++)
         if (ctl->sigs[i])
             event_free(ctl->sigs[i]);
     if (ctl->drain_check)
