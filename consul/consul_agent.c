@@ -159,6 +159,18 @@ static void arm(struct event *ev, int64_t ms)
     evtimer_add(ev, &tv);
 }
 
+/*
+ * Arm ev to fire ms after since_ms (a consul_now_ms() time in the past), at once if that is
+ * gone. The renew cadence is timed from each renew's send: timed from its reply, a slow
+ * Consul would push every renew later by its delay until the fence, which counts from the
+ * send, ran out between renews although the session never lapsed.
+ */
+static void arm_from(struct event *ev, int64_t since_ms, int64_t ms)
+{
+    int64_t left = since_ms + ms - consul_now_ms();
+    arm(ev, left > 0 ? left : 0);
+}
+
 static int64_t backoff(struct consul_agent *a, enum op op)
 {
     int64_t d = consul_backoff_ms(a->attempts[op], rnd(a));
@@ -551,7 +563,7 @@ static void session_done(const struct consul_http_resp *r, void *arg)
         snprintf(a->session, sizeof(a->session), "%s", id);
         a->ttl_ms = a->cfg.lease_ttl_ms;
         a->renew_ok_sent_ms = r->sent_ms;
-        arm(a->ev_renew, a->ttl_ms / 2);
+        arm_from(a->ev_renew, r->sent_ms, a->ttl_ms / 2);
         consul_log("info", "msg=\"session created\" session=%s ttl_ms=%lld lock_delay_ms=%lld", id,
                    (long long)a->ttl_ms, (long long)a->cfg.lock_delay_ms);
         lease_event(a, CONSUL_LEV_SESSION_OK);
@@ -622,7 +634,7 @@ static void renew_done(const struct consul_http_resp *r, void *arg)
             consul_log("info", "msg=\"Consul raised the session TTL\" ttl_ms=%lld", (long long)ttl);
             a->ttl_ms = ttl;
         }
-        arm(a->ev_renew, a->ttl_ms / 2);
+        arm_from(a->ev_renew, r->sent_ms, a->ttl_ms / 2);
         publish(a);
         return;
     }
