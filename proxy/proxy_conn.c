@@ -876,7 +876,9 @@ static int req_headers_complete(llhttp_t *p)
         return HPE_USER;
     }
     if (p->method == HTTP_CONNECT) {
-        client_error(c, 405, "CONNECT is not supported by a reverse proxy", NULL);
+        /* RFC 9110 §15.5.6: a 405 carries Allow (the usual methods; the app gets every other one) */
+        client_error(c, 405, "CONNECT is not supported by a reverse proxy",
+                     "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n");
         return HPE_USER;
     }
 

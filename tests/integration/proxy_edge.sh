@@ -3,7 +3,8 @@
 # no chunked framing towards an HTTP/1.0 client (RFC 9112 §7), repeated
 # Set-Cookie kept apart (RFC 9110 §5.3), a large response header, an app
 # that answers an upload early, "Connection: close" ending the pipeline,
-# repeated X-Forwarded-For, no Fly-Region without --region, a hostname target.
+# repeated X-Forwarded-For, no Fly-Region without --region, a hostname target,
+# CONNECT refused (405 with Allow).
 . "$(dirname "$0")/../lib/proxy.sh"
 
 start_upstream app
@@ -67,6 +68,17 @@ with ck.step("early answer to an upload"):
         ck.eq("early 413 from the app reaches the client", (r.status, r.body), (413, b"early answer\n"))
     except Exception as e:
         ck.ok("early 413 from the app reaches the client", False, "%s after %d bytes sent" % (e, sent))
+
+with ck.step("CONNECT"):
+    # A reverse proxy opens no tunnels: 405, and RFC 9110 §15.5.6 wants the Allow field with it.
+    before = stats("example.com:443")
+    c = Client(port)
+    c.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    r = c.response()
+    ck.eq("CONNECT: 405", r.status, 405)
+    ck.eq("CONNECT: the 405 lists the allowed methods", r.get("allow"), "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+    ck.ok("CONNECT: then the connection closes", c.closed(3))
+    ck.eq("CONNECT never reaches the app", stats("example.com:443") - before, 0)
 
 with ck.step("Connection: close ends the pipeline"):
     before = stats("/echo")
