@@ -310,6 +310,9 @@ __attribute__((warn_unused_result)) int proxy_resolve_url(const char *url, struc
                                                           socklen_t *len, bool *tls);
 int proxy_resolve_fd(void);
 void proxy_resolve_ack(void);
+/* An http(s) URL's authority as host:port ([host]:port for IPv6, default port filled in) into
+ * out; anything else is copied as it is. */
+void proxy_url_host_port(const char *url, char *out, size_t size);
 __attribute__((warn_unused_result)) int proxy_load_peer_secret(struct proxy *px, const char *path);
 /* The TLS client context for https:// peers. */
 __attribute__((warn_unused_result)) int proxy_peer_tls_setup(struct proxy *px);

@@ -163,8 +163,10 @@ static int check_rank(const char *status)
 static json_t *self_row(struct proxy_admin *a, const struct cluster_snapshot *s)
 {
     struct proxy_config *cfg = a->px->cfg;
+    char address[320];
+    proxy_url_host_port(cfg->advertise, address, sizeof(address));
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[], s:s, s:b, s:b}", "id", cfg->instance,
-                     "region", cfg->region ? cfg->region : "", "address", cfg->advertise, "role",
+                     "region", cfg->region ? cfg->region : "", "address", address, "role",
                      route_role_str(s->role), "tag", "", "gate", route_gate_str(s->gate), "reason",
                      s->gate_reason, "check", "none", "checks", "version", LEASEWAY_VERSION, "self", 1,
                      "registered", 0);
@@ -284,10 +286,12 @@ static json_t *cluster_json(struct proxy_admin *a)
         json_object_set_new(root, "source", json_string("static"));
         json_object_set_new(root, "age_ms", json_integer(0));
         json_object_set_new(root, "error", json_null());
+        char address[320];
+        proxy_url_host_port(s.primary_url, address, sizeof(address));
         if (s.primary_known && strcmp(s.primary_id, cfg->instance) != 0)
             json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[], s:s, s:b, "
                                                   "s:b}",
-                                                  "id", s.primary_id, "region", "", "address", s.primary_url,
+                                                  "id", s.primary_id, "region", "", "address", address,
                                                   "role", "primary", "tag", "", "gate", "unknown", "reason",
                                                   "fixed by --static-primary", "check", "none", "checks",
                                                   "version", "", "self", 0, "registered", 0));

@@ -140,6 +140,16 @@ static bool split_url(const char *url, char *host, size_t hsize, char *port, siz
     return true;
 }
 
+void proxy_url_host_port(const char *url, char *out, size_t size)
+{
+    char host[256], port[16];
+    bool tls;
+    if (!split_url(url, host, sizeof(host), port, sizeof(port), &tls))
+        snprintf(out, size, "%s", url);
+    else
+        snprintf(out, size, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+}
+
 int proxy_resolve_url(const char *url, struct sockaddr_storage *addr, socklen_t *len, bool *tls)
 {
     char host[256], port[16];

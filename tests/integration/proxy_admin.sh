@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Admin listener (SPEC §6) in static mode: /health is 200, /status has the
 # documented JSON fields, /metrics is valid Prometheus text whose request
-# counters and duration histogram move with traffic.
+# counters and duration histogram move with traffic; /cluster gives
+# host:port addresses.
 . "$(dirname "$0")/../lib/proxy.sh"
 
 start_upstream app
@@ -138,4 +139,11 @@ allow() { curl -s -m 5 -o /dev/null -D - "$@" | tr -d '\r' | sed -n 's/^[Aa]llow
 expect_eq "GET /handoff: 405 with Allow: POST" "$(allow "$LW_ADMIN_URL/handoff")" "POST"
 expect_eq "PUT /metrics: 405 with Allow: GET, HEAD" "$(allow -X PUT "$LW_ADMIN_URL/metrics")" "GET, HEAD"
 
+
+# GET /cluster shows every address as host:port, as `leaseway status` and Consul's rows do,
+# whatever the instance's source (here: a static replica, its fixed primary, and itself).
+P1=$LW_PORT
+LW_INSTANCE=i2 start_leaseway --static-primary "i1=http://127.0.0.1:$P1" --advertise "http://[::1]:8123/app"
+addr() { curl -s -m 5 "$LW_ADMIN_URL/cluster" | "$PY" -c 'import json,sys; print(" ".join(sorted("%s=%s" % (i["id"], i["address"]) for i in json.load(sys.stdin)["instances"])))'; }
+expect_eq "GET /cluster (static replica): both addresses are host:port" "$(addr)" "i1=127.0.0.1:$P1 i2=[::1]:8123"
 finish
