@@ -2,7 +2,8 @@
 # Graceful shutdown (SPEC §7): on SIGTERM the gate closes, new connections
 # are refused, a request in flight still completes, idle keep-alive
 # connections do not hold the exit, and the process exits 0; past
-# --drain-timeout it exits anyway. SIGINT does the same.
+# --drain-timeout it exits anyway. SIGINT does the same; a second SIGINT
+# stops at once.
 . "$(dirname "$0")/../lib/proxy.sh"
 
 start_upstream app
@@ -132,6 +133,23 @@ stop_leaseway INT 8
 took=$(px_since "$t")
 expect_eq "SIGINT: exit status" "$LW_EXIT" 0
 check "SIGINT, nothing in flight: exit within 1.5 s (took ${took}s)" px_lt "$took" 1.5
+
+# --- a second SIGINT (Ctrl-C twice) stops at once ----------------------------------------
+# The first one drains; the second gives up waiting for what is in flight (as a drain timeout
+# does: the lease is released, the exit status is 0).
+start_leaseway --drain-timeout 20s
+curl -s -m 15 -o /dev/null "$LW_URL/slow?ms=10000" &
+px_register_pid $!
+sleep 0.3
+t=$(px_now)
+kill -s INT "$LW_PID"
+sleep 0.5
+check "first SIGINT: still draining the 10 s request" kill -0 "$LW_PID"
+stop_leaseway INT 8
+took=$(px_since "$t")
+expect_eq "second SIGINT: exit status 0" "$LW_EXIT" 0
+check "second SIGINT: exit within 2 s of the first (took ${took}s, drain-timeout 20s)" px_lt "$took" 2
+check "second SIGINT: logged" grep -q 'msg="second interrupt: stopping now"' "$LW_LOG"
 
 # --- SIGHUP, SIGUSR1, SIGUSR2: logged and ignored; SIGQUIT: a graceful stop ---------------
 # An nginx operator's reflexes: HUP (reload), USR1 (reopen logs) must not kill leaseway
