@@ -860,7 +860,7 @@ static int req_headers_complete(llhttp_t *p)
         return HPE_USER;
     }
     /* absolute-form (RFC 9112 §3.2.2): the app gets origin-form, routing sees the path */
-    const char *bad_target = proxy_http_absolute_form(h);
+    const char *bad_target = proxy_http_absolute_form(h, p->http_minor);
     if (bad_target) {
         char line[160];
         snprintf(line, sizeof(line), "bad request: %s", bad_target);

@@ -91,7 +91,7 @@ void proxy_head_free(struct head *h)
     free(h);
 }
 
-const char *proxy_http_absolute_form(struct head *h)
+const char *proxy_http_absolute_form(struct head *h, int http_minor)
 {
     const char *url = h->buf + h->url_off;
     if (h->url_len == 0 || url[0] == '/' || url[0] == '*')
@@ -126,11 +126,21 @@ const char *proxy_http_absolute_form(struct head *h)
         h->url_off = off;
         h->url_len = len;
     }
+    bool host = false;
     for (size_t i = 0; i < h->nf; i++) {
         if (proxy_head_name_is(h, i, "host")) {
             h->f[i].val_off = auth_off;
             h->f[i].val_len = auth_len;
+            host = true;
         }
+    }
+    /* an HTTP/1.0 request may have no Host: the authority is the only host there is (RFC 9112 §3.2.2) */
+    if (!host && http_minor == 0) {
+        h->in_value = 1; /* a new field, not more of the last name */
+        if (proxy_head_field(h, "Host", 4) < 0)
+            return "request head larger than 64 KiB";
+        h->f[h->nf - 1].val_off = auth_off;
+        h->f[h->nf - 1].val_len = auth_len;
     }
     return NULL;
 }

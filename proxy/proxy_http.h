@@ -36,10 +36,11 @@ int proxy_head_find(const struct head *h, const char *name);
 /*
  * absolute-form (RFC 9112 §3.2.2): turn an http(s):// request target into origin-form (an
  * empty path becomes "/") and give every Host field the target's authority, which a
- * recipient must use instead. NULL when done (or the target is not absolute-form), else
- * why the target is refused (400).
+ * recipient must use instead; an HTTP/1.0 head without Host gets one (an HTTP/1.1 head without
+ * Host stays without, for the 400 that RFC 9112 §3.2 requires). NULL when done (or the target
+ * is not absolute-form), else why the target is refused (400).
  */
-const char *proxy_http_absolute_form(struct head *h);
+const char *proxy_http_absolute_form(struct head *h, int http_minor);
 
 /* Facts about a request head that the routing and rewriting need. */
 struct req_facts {

@@ -161,7 +161,7 @@ static int on_headers_complete(llhttp_t *p)
     if (p->http_major != 1)
         return refuse(c);
     note_authority(c);
-    if (proxy_http_absolute_form(h))
+    if (proxy_http_absolute_form(h, p->http_minor))
         return refuse(c);
     proxy_http_request_facts(h, p->http_minor, &facts);
     if (facts.bad)
