@@ -145,7 +145,7 @@ struct consul_lease_value {
 };
 __attribute__((warn_unused_result)) int
 consul_lease_value_decode(const char *value, size_t len, struct consul_lease_value *lv, const char **err);
-/* The lease value to write on acquire. Caller frees. */
+/* The lease value to write on acquire. Caller frees; NULL when a string is not UTF-8 (or no memory). */
 char *consul_lease_value_encode(const char *hostname, const char *advertise_url);
 
 /* {"ID": "..."} from /v1/session/create. */

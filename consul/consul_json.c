@@ -219,8 +219,12 @@ char *consul_lease_value_encode(const char *hostname, const char *advertise_url)
 
     if (o == NULL)
         return NULL;
-    json_object_set_new(o, "hostname", json_string(hostname));
-    json_object_set_new(o, "advertise-url", json_string(advertise_url));
+    /* a string that is not UTF-8 has no JSON form: fail rather than write a value without it */
+    if (json_object_set_new(o, "hostname", json_string(hostname)) < 0 ||
+        json_object_set_new(o, "advertise-url", json_string(advertise_url)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
     s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;

@@ -17,6 +17,7 @@
 #include <yaml.h>
 
 #include "proxy/proxy_log.h"
+#include "routing/route-t.h"
 
 enum opt_type { OPT_STR, OPT_BOOL, OPT_DUR, OPT_INT, OPT_LIST };
 
@@ -530,6 +531,24 @@ static bool id_ok(const char *s)
     return true;
 }
 
+/*
+ * --advertise travels in the lease value, which the other instances decode with
+ * consul_lease_value_decode(): visible ASCII (JSON needs UTF-8, a header needs no control byte
+ * or space) and under ROUTE_URL_MAX bytes, or they cannot find this primary's proxy.
+ */
+static bool advertise_ok(const char *s)
+{
+    if (strncmp(s, "http://", 7) && strncmp(s, "https://", 8))
+        return false;
+    size_t n = strlen(s);
+    if (n >= ROUTE_URL_MAX)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
 /* Computed defaults and cross-field validation. */
 static int finish(struct proxy_config *cfg)
 {
@@ -640,8 +659,11 @@ static int finish(struct proxy_config *cfg)
         err("--access-log \"\": expected off, stderr, stdout or a file path");
         return -1;
     }
-    if (strncmp(cfg->advertise, "http://", 7) && strncmp(cfg->advertise, "https://", 8)) {
-        err("--advertise \"%s\": expected an http:// or https:// URL", cfg->advertise);
+    if (!advertise_ok(cfg->advertise)) {
+        err("--advertise \"%s\": expected an http:// or https:// URL of visible ASCII characters (no "
+            "spaces), "
+            "under %d bytes",
+            cfg->advertise, ROUTE_URL_MAX);
         return -1;
     }
     if (cfg->header_timeout_ms <= 0 || cfg->idle_timeout_ms <= 0 || cfg->connect_timeout_ms <= 0 ||

@@ -228,6 +228,13 @@ Test(consul_lease_value, encode_roundtrip)
     free(s);
 }
 
+/* tests/fuzz/corpus/fuzz_parsers/regress-lease-value-not-utf8: no value rather than one without the URL */
+Test(consul_lease_value, encode_refuses_what_json_cannot_carry)
+{
+    cr_assert_null(consul_lease_value_encode("i1", "http://h\xb3st:8080"));
+    cr_assert_null(consul_lease_value_encode("i\xff", "http://h:1"));
+}
+
 Test(consul_session, create_renew_and_bool_replies)
 {
     char id[64];
