@@ -100,6 +100,28 @@ static int check_rank(const char *status)
     return 3; /* critical or unknown */
 }
 
+/*
+ * Length of the longest prefix of s that fits in max bytes and ends between two characters:
+ * the reply's strings are UTF-8 (jansson checked them) and must stay so, or json_pack() refuses
+ * the row and --json loses an instance.
+ */
+static size_t utf8_prefix(const char *s, size_t max)
+{
+    if (strlen(s) <= max)
+        return strlen(s);
+    while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
+        max--; /* s[max], the first byte left out, continues a character: leave all of it out */
+    return max;
+}
+
+/* s into a column of size bytes, cut between characters. */
+static void copy_col(char *col, size_t size, const char *s)
+{
+    size_t n = utf8_prefix(s, size - 1);
+    memcpy(col, s, n);
+    col[n] = '\0';
+}
+
 static void fill_row(json_t *entry, struct row *r)
 {
     json_t *node = json_object_get(entry, "Node");
@@ -111,17 +133,22 @@ static void fill_row(json_t *entry, struct row *r)
     const char *addr = str_of(svc, "Address", "");
     json_int_t port = json_integer_value(json_object_get(svc, "Port"));
     int worst = -1;
+    char port_s[24];
+    bool v6;
 
     memset(r, 0, sizeof(*r));
-    snprintf(r->id, sizeof(r->id), "%s", str_of(svc, "ID", "?"));
-    snprintf(r->region, sizeof(r->region), "%s", str_of(meta, "region", ""));
-    snprintf(r->gate, sizeof(r->gate), "%s", str_of(meta, "gate", "-"));
-    snprintf(r->version, sizeof(r->version), "%s", str_of(meta, "version", "-"));
-    snprintf(r->node, sizeof(r->node), "%s", str_of(node, "Node", ""));
+    copy_col(r->id, sizeof(r->id), str_of(svc, "ID", "?"));
+    copy_col(r->region, sizeof(r->region), str_of(meta, "region", ""));
+    copy_col(r->gate, sizeof(r->gate), str_of(meta, "gate", "-"));
+    copy_col(r->version, sizeof(r->version), str_of(meta, "version", "-"));
+    copy_col(r->node, sizeof(r->node), str_of(node, "Node", ""));
     if (addr[0] == '\0')
         addr = str_of(node, "Address", "?");
-    snprintf(r->address, sizeof(r->address), strchr(addr, ':') ? "[%s]:%lld" : "%s:%lld", addr,
-             (long long)port);
+    v6 = strchr(addr, ':') != NULL;
+    snprintf(port_s, sizeof(port_s), "%lld", (long long)port);
+    /* room for the address between "[", "]:" and the port */
+    snprintf(r->address, sizeof(r->address), v6 ? "[%.*s]:%s" : "%.*s:%s",
+             (int)utf8_prefix(addr, sizeof(r->address) - 1 - strlen(port_s) - (v6 ? 3 : 1)), addr, port_s);
     snprintf(r->role, sizeof(r->role), "-");
     json_array_foreach(tags, i, v)
     {
@@ -136,7 +163,7 @@ static void fill_row(json_t *entry, struct row *r)
         int rank = check_rank(str_of(v, "Status", "critical"));
         if (rank > worst) {
             worst = rank;
-            snprintf(r->check, sizeof(r->check), "%s", str_of(v, "Status", "critical"));
+            copy_col(r->check, sizeof(r->check), str_of(v, "Status", "critical"));
         }
     }
     if (worst < 0)
