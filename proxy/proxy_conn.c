@@ -707,7 +707,12 @@ static int64_t cfg_window(const struct proxy_worker *w)
     return w->px->cfg->consistency_window_ms;
 }
 
-/* Does a Cookie field carry leaseway_wrote=<unix ms> younger than the window? */
+/*
+ * Does a Cookie field carry leaseway_wrote=<unix ms> younger than the window? The instance
+ * that stamped it may run a little ahead of this one's clock: a time up to a window ahead
+ * counts as recent too (it only sends the client's reads to the primary). More than 15
+ * digits is no time of ours (and would overflow).
+ */
 static bool recent_write_cookie(const struct head *h, int64_t window_ms)
 {
     static const char name[] = "leaseway_wrote=";
@@ -719,10 +724,13 @@ static bool recent_write_cookie(const struct head *h, int64_t window_ms)
             if (memcmp(p, name, sizeof(name) - 1) != 0 || (p != v && p[-1] != ' ' && p[-1] != ';'))
                 continue;
             int64_t ms = 0;
-            for (p += sizeof(name) - 1; p < end && *p >= '0' && *p <= '9'; p++)
+            int digits = 0;
+            for (p += sizeof(name) - 1; p < end && *p >= '0' && *p <= '9' && digits <= 15; p++, digits++)
                 ms = ms * 10 + (*p - '0');
+            if (digits == 0 || digits > 15)
+                return false;
             int64_t age = wall_ms() - ms;
-            return age >= 0 && age < window_ms;
+            return age > -window_ms && age < window_ms;
         }
     }
     return false;

@@ -357,6 +357,13 @@ r = req("GET", pub(b), "/")
 check((r.json() or {}).get("served_by") == "app-" + ids[b], "consistency window: the same GET without the cookie is served locally", r)
 r = req("GET", pub(b), "/", headers={"Cookie": "leaseway_wrote=%d" % (time.time() * 1000 - 10000)})
 check((r.json() or {}).get("served_by") == "app-" + ids[b], "consistency window: a cookie 10 s old is served locally", r)
+r = req("GET", pub(b), "/", headers={"Cookie": "leaseway_wrote=%d" % (time.time() * 1000 + 1000)})
+check((r.json() or {}).get("served_by") == "app-" + prim,
+      "consistency window: a cookie stamped 1 s ahead (another instance's clock) still sends the GET to the primary", r)
+r = req("GET", pub(b), "/", headers={"Cookie": "leaseway_wrote=" + "9" * 29})
+r2 = req("GET", pub(b), "/")
+check(r.code == 200 and (r.json() or {}).get("served_by") == "app-" + ids[b] and r2.code == 200,
+      "consistency window: a 29-digit leaseway_wrote is no recent write (served locally), and the next GET is answered", r)
 r = req("GET", pub(a), "/")
 check(r.h("set-cookie") is None, "consistency window: a read sets no cookie", r)
 
