@@ -350,6 +350,15 @@ static bool client_may_read(struct client *c)
     return true;
 }
 
+/* The client left before its answer: count and log it as nginx's 499, then close. */
+static void client_gone(struct client *c)
+{
+    if (c->start_ns)
+        proxy_metrics_request(&c->w->metrics, metrics_route(c), 499, proxy_now_ns() - c->start_ns);
+    access_log(c, 499);
+    proxy_client_close(c);
+}
+
 static void client_read(struct client *c)
 {
     struct proxy_worker *w = c->w;
@@ -390,6 +399,13 @@ static void client_read(struct client *c)
             } else if (c->state == CS_BODY || (c->state == CS_WAIT && c->resp_started)) {
                 /* truncated body (the app must not see half of it), or the reader left mid-answer */
                 proxy_client_close(c);
+            } else if (c->state == CS_WAIT && (c->timer.list == TL_HOLD || c->timer.list == TL_TXID)) {
+                /*
+                 * Held for a primary, or waiting for replication: sent nowhere yet, and the
+                 * client gave up. Drop it, as nginx does ("client closed request", 499): a
+                 * client that retries would otherwise have a held write applied twice.
+                 */
+                client_gone(c);
             } else if (c->state == CS_TUNNEL && c->up) {
                 /* pass the FIN on after every byte before it, once the tunnel is up */
                 upstream_pass_eof(c->up);
