@@ -955,8 +955,15 @@ static int route_and_dispatch(struct client *c)
     switch (d.action) {
     case ROUTE_LOCAL:
         if (w->px->litefs.n && !d.is_write && !c->txid_checked && w->snap.role == ROUTE_ROLE_REPLICA &&
-            c->req_framing == BODY_NONE && txid_behind(c))
-            return txid_wait_enter(c);
+            txid_behind(c)) {
+            if (c->req_framing == BODY_NONE)
+                return txid_wait_enter(c);
+            /* a read with a body cannot wait here: the primary has the data now */
+            free(c->txid_want);
+            c->txid_want = NULL;
+            if (w->snap.primary_known)
+                c->route = ROUTE_FORWARD;
+        }
         return dispatch(c);
     case ROUTE_PASSTHROUGH: return dispatch(c);
     case ROUTE_GATED: {

@@ -49,6 +49,15 @@ int proxy_litefs_setup(struct litefs_dbs *dbs, const struct strlist *paths)
                                                                                                      : '_';
             db->cookie[n] = '\0';
         }
+        for (size_t j = 0; j + 1 < dbs->n; j++) {
+            if (strcmp(dbs->db[j].cookie, db->cookie) == 0) {
+                fprintf(stderr,
+                        "leaseway: --litefs-db \"%s\": its cookie would be %s, as another database's: "
+                        "give the databases names that differ in letters or digits\n",
+                        p, db->cookie);
+                goto fail;
+            }
+        }
     }
     return 0;
 fail:
@@ -94,25 +103,33 @@ int proxy_litefs_position(const struct litefs_db *db, uint64_t *txid)
     return parse_hex16(buf, txid);
 }
 
+/*
+ * A browser sends every cookie of a name it holds (set for another Path or Domain), oldest
+ * first, in one Cookie field or several: the newest valid TXID is the one to wait for.
+ */
 size_t proxy_litefs_wanted(const struct litefs_dbs *dbs, const struct head *h, uint64_t *want)
 {
     size_t found = 0;
     for (size_t d = 0; d < dbs->n; d++) {
         want[d] = 0;
         size_t clen = strlen(dbs->db[d].cookie);
-        for (size_t i = 0; i < h->nf && !want[d]; i++) {
+        for (size_t i = 0; i < h->nf; i++) {
             if (!proxy_head_name_is(h, i, "cookie"))
                 continue;
             const char *v = head_val(h, i), *end = v + h->f[i].val_len;
             for (const char *p = v; p + clen + 17 <= end; p++) {
+                uint64_t txid;
+                const char *after = p + clen + 17;
                 if ((p != v && p[-1] != ' ' && p[-1] != ';') || memcmp(p, dbs->db[d].cookie, clen) != 0 ||
-                    p[clen] != '=')
+                    p[clen] != '=' || (after < end && *after != ';' && *after != ' ') ||
+                    parse_hex16(p + clen + 1, &txid) < 0)
                     continue;
-                if (parse_hex16(p + clen + 1, &want[d]) == 0 && want[d])
-                    found++;
-                break;
+                if (txid > want[d])
+                    want[d] = txid;
             }
         }
+        if (want[d])
+            found++;
     }
     return found;
 }
