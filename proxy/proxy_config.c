@@ -769,17 +769,59 @@ void proxy_config_usage(FILE *out)
             "\nAdmin listener: GET / (status page), /status, /cluster, /health, /metrics; POST /handoff.\n");
 }
 
+/* The UTF-8 sequence at s: its length (1 to 4) and code point, or 0 when it is not one. */
+static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
+{
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t n = s[0] < 0x80                   ? 1
+               : s[0] >= 0xc0 && s[0] < 0xe0 ? 2
+               : s[0] >= 0xe0 && s[0] < 0xf0 ? 3
+               : s[0] >= 0xf0 && s[0] < 0xf8 ? 4
+                                             : 0;
+    uint32_t c = n == 1 ? s[0] : n == 2 ? s[0] & 0x1fu : n == 3 ? s[0] & 0x0fu : s[0] & 0x07u;
+    if (n == 0)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (s[i] & 0x3fu);
+    }
+    if (c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0; /* overlong, out of range, or a surrogate */
+    *cp = c;
+    return n;
+}
+
+/*
+ * raw as a YAML double-quoted scalar that reads back as raw: what YAML 1.1 does not allow as
+ * it is (control characters, C1 controls, line separators, bytes that are not UTF-8) is
+ * escaped, so --check prints valid YAML and never drives the terminal. A byte that is not
+ * UTF-8 can only be shown as the character of the same number (\xHH).
+ */
 static void print_yaml_str(const char *raw)
 {
     char buf[2048];
     snprintf(buf, sizeof(buf), "%s", raw);
     proxy_log_scrub(buf); /* an address may carry user:pass@ */
-    const char *s = buf;
     putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            putchar('\\');
-        putchar(*s);
+    for (const unsigned char *s = (const unsigned char *)buf; *s;) {
+        uint32_t c;
+        size_t n = utf8_decode(s, &c);
+        if (n == 0) {
+            printf("\\x%02x", *s++);
+            continue;
+        }
+        if (c == '"' || c == '\\')
+            printf("\\%c", (char)c);
+        else if (c == '\t' || (c >= 0x20 && c < 0x7f) ||
+                 (c >= 0xa0 && c <= 0xd7ff && c != 0x2028 && c != 0x2029) ||
+                 (c >= 0xe000 && c <= 0xfffd && c != 0xfeff) || c >= 0x10000)
+            fwrite(s, 1, n, stdout);
+        else if (c < 0x100)
+            printf("\\x%02x", (unsigned)c);
+        else
+            printf("\\u%04x", (unsigned)c);
+        s += n;
     }
     putchar('"');
 }
