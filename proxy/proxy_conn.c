@@ -687,8 +687,16 @@ static void txid_wait_done(struct client *c, bool caught_up)
     c->txid_want = NULL;
     c->txid_checked = 1;
     route_snapshot_refresh(&c->w->snap);
-    if (!caught_up && c->w->snap.primary_known && c->w->snap.role == ROUTE_ROLE_REPLICA)
-        c->route = ROUTE_FORWARD; /* never LiteFS's 504: the primary has the data */
+    if (!caught_up && c->w->snap.primary_known && c->w->snap.role == ROUTE_ROLE_REPLICA) {
+        /*
+         * Never LiteFS's 504: the primary has the data. Routed from now on as a read after a
+         * write (held and sent again, should the primary answer 421), never back to this
+         * replica's stale copy.
+         */
+        c->route = ROUTE_FORWARD;
+        c->recent_write = 1;
+        c->retry_ok = 1;
+    }
     (void)dispatch(c);
 }
 

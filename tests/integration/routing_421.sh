@@ -45,5 +45,24 @@ check "a client claiming to be a peer at a non-primary gets 421 ($code), not the
     '[ "$code" = 421 ] && [ "$(posts "$upm")" = 0 ]'
 code=$(curl -s -m 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pr/echo")
 check "reads still served locally ($code)" '[ "$code" = 200 ]'
+
+# A read that waited for replication (--litefs-db) and then goes to the primary is treated
+# like the write above: M's inter-proxy 421 is never passed to the client.
+mkdir -p "$d/lfs"
+printf '0000000000000001/00000000000000aa\n' >"$d/lfs/db-pos"
+pt=$(free_port); at=$(free_port)
+"$bin" run --instance T --listen "127.0.0.1:$pt" --target "127.0.0.1:$upr" --admin "127.0.0.1:$at" --workers 1 \
+    --static-primary "M=http://127.0.0.1:$pm" --litefs-db "$d/lfs/db" --txid-wait 300ms --hold-timeout 2s \
+    >"$d/t.log" 2>&1 &
+register_pid $!
+wait_for "curl -sf http://127.0.0.1:$at/health" 10 || die "T did not come up"
+before=$(metric "$am" "leaseway_requests_total{route=\"misdirected\",code=\"421\"}")
+code=$(curl -s -m 20 -o /dev/null -D "$d/t.head" -w '%{http_code}' -H 'Cookie: __txid=00000000000000ff' \
+    "http://127.0.0.1:$pt/echo")
+after=$(metric "$am" "leaseway_requests_total{route=\"misdirected\",code=\"421\"}")
+check "a read behind the replica, sent to a proxy that is not the primary: 503 + Retry-After, never its 421 ($code)" \
+    '[ "$code" = 503 ] && grep -qi "^Retry-After: 1" "$d/t.head"'
+check "... after one retry (M answered 421 $((after - before)) times)" '[ $((after - before)) = 2 ]'
+
 [ "$fails" -eq 0 ] || { tail -n 20 "$d/r.log"; die "$fails check(s) failed"; }
 echo "all checks passed"
