@@ -1390,13 +1390,21 @@ static int up_write(struct upstream *u)
  * SSL_CERT_DIR) and the name in the primary's URL. Returns 1 when done,
  * 0 to wait for the next edge, -1 on failure (the peer got nothing).
  */
+static bool is_ip_literal(const char *host)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+}
+
 static int up_handshake(struct upstream *u)
 {
     if (!u->ssl) {
         struct proxy *px = u->w->px;
+        const char *host = u->target->host;
+        /* SSL_set1_host checks a name or an IP address; SNI carries names only (RFC 6066 §3) */
         if (!(u->ssl = SSL_new(px->peer_tls)) || SSL_set_fd(u->ssl, u->fd) != 1 ||
-            SSL_set_tlsext_host_name(u->ssl, u->target->host) != 1 ||
-            SSL_set1_host(u->ssl, u->target->host) != 1)
+            (!is_ip_literal(host) && SSL_set_tlsext_host_name(u->ssl, host) != 1) ||
+            SSL_set1_host(u->ssl, host) != 1)
             return -1;
         SSL_set_connect_state(u->ssl);
     }

@@ -5,6 +5,7 @@
 #   - right CA, right name      -> the write lands on the primary's app
 #   - name not in the cert      -> refused: held, then 503; the app never sees it
 #   - CA not trusted            -> the same
+#   - an https://IP peer        -> verified against the certificate's IP SAN; no SNI (RFC 6066 §3)
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../lib/common.sh"
@@ -20,8 +21,14 @@ printf 'subjectAltName=DNS:localhost\n' >"$d/ext"
 openssl x509 -req -in "$d/srv.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
     -extfile "$d/ext" -out "$d/srv.pem" 2>/dev/null || die "openssl cert"
 cat "$d/srv.pem" "$d/srv.key" >"$d/haproxy.pem"
+# and one for the IP address 127.0.0.1 (an https://IP peer)
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$d/ip.key" -out "$d/ip.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' >"$d/ipext"
+openssl x509 -req -in "$d/ip.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+    -extfile "$d/ipext" -out "$d/ip.pem" 2>/dev/null || die "openssl IP cert"
+cat "$d/ip.pem" "$d/ip.key" >"$d/haproxy-ip.pem"
 
-up1=$(free_port); up2=$(free_port); p1=$(free_port); a1=$(free_port); tls=$(free_port)
+up1=$(free_port); up2=$(free_port); p1=$(free_port); a1=$(free_port); tls=$(free_port); tlsip=$(free_port)
 python3 "$here/../lib/upstream.py" --port "$up1" --name primary-app >/dev/null 2>&1 &
 register_pid $!
 python3 "$here/../lib/upstream.py" --port "$up2" --name replica-app >/dev/null 2>&1 &
@@ -39,6 +46,11 @@ defaults
     timeout server 10s
 frontend fe
     bind 127.0.0.1:$tls ssl crt $d/haproxy.pem
+    default_backend be
+# RFC 6066 §3: a client must not send an IP literal as the server name
+frontend fe_ip
+    bind 127.0.0.1:$tlsip ssl crt $d/haproxy-ip.pem
+    http-request deny deny_status 400 if { ssl_fc_sni -m found }
     default_backend be
 backend be
     server p 127.0.0.1:$p1
@@ -78,6 +90,14 @@ check "a certificate without the URL's name is refused: 503 after the hold ($cod
 check "... and the app never saw it" '[ "$(app_posts)" = "$before" ]'
 check "... the log says why" 'grep -q "TLS handshake with the primary failed" "$d/r.log"'
 kill $rpid; wait $rpid 2>/dev/null
+
+run_replica "https://127.0.0.1:$tlsip" SSL_CERT_FILE="$d/ca.pem"
+body=$(curl -s -m 20 -X POST -d hello "http://127.0.0.1:$p2/echo")
+s=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["served_by"])' <<<"$body" 2>/dev/null)
+check "https://127.0.0.1 peer with an IP certificate: verified, no IP sent as SNI, the write lands ($s)" \
+    '[ "$s" = primary-app ]'
+kill $rpid; wait $rpid 2>/dev/null
+before=$(app_posts)
 
 run_replica "https://localhost:$tls" SSL_CERT_FILE=/nonexistent
 code=$(curl -s -m 20 -o /dev/null -w '%{http_code}' -X POST -d hello "http://127.0.0.1:$p2/echo")
