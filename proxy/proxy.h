@@ -282,7 +282,13 @@ __attribute__((warn_unused_result)) int proxy_workers_start(struct proxy *px);
 void proxy_workers_drain(struct proxy *px);  /* stop accepting, finish in-flight */
 void proxy_workers_stop(struct proxy *px);   /* close everything now */
 void proxy_workers_notify(struct proxy *px); /* a new snapshot: held requests may go on */
-void proxy_workers_join(struct proxy *px);
+/*
+ * Wait for the stopped workers and free them. A worker that has not ended within
+ * PROXY_JOIN_TIMEOUT_MS (stuck in a system call that never returns, e.g. a read from a hung
+ * FUSE mount) is logged and left, with everything it uses: -1. Otherwise 0.
+ */
+#define PROXY_JOIN_TIMEOUT_MS 5000
+int proxy_workers_join(struct proxy *px);
 void proxy_timer_set(struct proxy_worker *w, struct tnode *t, enum proxy_timer list);
 /* The same with an explicit deadline, kept in order (for deadlines earlier than now + timeout). */
 void proxy_timer_set_at(struct proxy_worker *w, struct tnode *t, enum proxy_timer list, int64_t deadline_ms);

@@ -503,13 +503,13 @@ int proxy_run(int argc, char **argv)
         fprintf(stderr, "leaseway: cannot listen on --admin %s: %s\n", ctl->cfg.admin,
                 errno ? strerror(errno) : "not an address");
         proxy_workers_stop(&ctl->px);
-        proxy_workers_join(&ctl->px);
+        (void)proxy_workers_join(&ctl->px);
         goto out_base;
     }
     if (!strcmp(ctl->cfg.lease, "consul") && !(ctl->consul = start_consul(ctl))) {
         proxy_admin_stop(&ctl->admin);
         proxy_workers_stop(&ctl->px);
-        proxy_workers_join(&ctl->px);
+        (void)proxy_workers_join(&ctl->px);
         goto out_base;
     }
     bool sigs_ok = true;
@@ -535,7 +535,11 @@ int proxy_run(int argc, char **argv)
     event_base_dispatch(ctl->base);
 
     proxy_workers_stop(&ctl->px);
-    proxy_workers_join(&ctl->px);
+    if (proxy_workers_join(&ctl->px) < 0) {
+        /* the lease is released and the app stopped: leave without the stuck worker */
+        proxy_log_error("stopped", "exit_code=1 reason=\"%s\"", "a worker did not stop");
+        _exit(1);
+    }
     proxy_admin_stop(&ctl->admin);
     if (ctl->consul)
         consul_agent_free(ctl->consul);

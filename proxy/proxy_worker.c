@@ -456,14 +456,26 @@ void proxy_workers_notify(struct proxy *px)
         wake_workers(px);
 }
 
-void proxy_workers_join(struct proxy *px)
+int proxy_workers_join(struct proxy *px)
 {
     if (!px->workers)
-        return;
+        return 0;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += PROXY_JOIN_TIMEOUT_MS / 1000;
+    bool all = true;
     for (size_t i = 0; i < px->nworkers; i++) {
-        pthread_join(px->workers[i].thread, NULL);
-        worker_free(&px->workers[i]);
+        if (pthread_timedjoin_np(px->workers[i].thread, NULL, &deadline) != 0) {
+            proxy_log_error("worker did not stop", "worker=%zu timeout_ms=%d reason=\"%s\"", i,
+                            PROXY_JOIN_TIMEOUT_MS, "blocked in a system call (a hung --litefs-db mount?)");
+            all = false;
+        }
     }
+    if (!all)
+        return -1; /* a stuck worker still uses its state: leave it all */
+    for (size_t i = 0; i < px->nworkers; i++)
+        worker_free(&px->workers[i]);
     free(px->workers);
     px->workers = NULL;
+    return 0;
 }

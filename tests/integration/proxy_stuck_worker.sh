@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# SIGTERM must end leaseway even when a worker thread is stuck in a system call that never
+# returns. Here: --litefs-db's position file is a FIFO with no writer (as a hung LiteFS FUSE
+# daemon would make it), so a read carrying a newer __txid blocks its worker in open(2).
+# The drain times out, the control thread stops everything it can, and then it must not
+# wait for the stuck worker for ever: it logs the fact and exits with status 1 (not 0: a
+# request was cut and a thread was left behind). Bounded: 60 s.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../lib/common.sh"
+bin=${LEASEWAY_BIN:-$here/../../build/leaseway}
+watchdog 60 "proxy_stuck_worker timed out after 60 s"
+d=$(mktmp)
+up=$(free_port); pp=$(free_port); ap=$(free_port)
+python3 "$here/../lib/upstream.py" --port "$up" --name app >/dev/null 2>&1 &
+register_pid $!
+mkfifo "$d/db-pos"
+"$bin" run --instance R --listen "127.0.0.1:$pp" --target "127.0.0.1:$up" --admin "127.0.0.1:$ap" --workers 1 \
+    --static-primary "P=http://127.0.0.1:9" --litefs-db "$d/db" --drain-timeout 1s >"$d/lw.log" 2>&1 &
+lw=$!
+register_pid $lw
+wait_for "curl -sf http://127.0.0.1:$ap/health" 10 || die "leaseway did not start"
+fails=0
+check() { if eval "$2"; then echo "ok   - $1"; else echo "FAIL - $1"; fails=$((fails + 1)); fi; }
+
+curl -s -m 30 -o /dev/null -H 'Cookie: __txid=00000000000000ff' "http://127.0.0.1:$pp/echo" &
+register_pid $!
+sleep 0.5
+code=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pp/echo")
+check "the worker is stuck: a plain read gets no answer ($code)" '[ "$code" = 000 ]'
+
+t0=$(date +%s%N)
+kill -TERM $lw
+rc=timeout
+for _ in $(seq 1 200); do
+    if ! kill -0 $lw 2>/dev/null; then
+        wait $lw
+        rc=$?
+        break
+    fi
+    sleep 0.1
+done
+ms=$((($(date +%s%N) - t0) / 1000000))
+check "SIGTERM ends leaseway within 10 s although a worker never returns (${ms} ms, status $rc)" \
+    '[ "$rc" != timeout ] && [ "$ms" -lt 10000 ]'
+check "... with status 1" '[ "$rc" = 1 ]'
+check "... and the log says which worker was left" 'grep -q "worker did not stop" "$d/lw.log"'
+[ "$rc" = timeout ] && kill -KILL $lw 2>/dev/null
+exec 3<>"$d/db-pos" # a writer, so that nothing stays blocked in open(2)
+[ "$fails" -eq 0 ] || { tail -n 20 "$d/lw.log" >&2; die "$fails check(s) failed"; }
+echo "all checks passed"
