@@ -277,7 +277,7 @@ static bool valid_host(const char *v, size_t len)
 /*
  * Does field i cross the proxy? Not the hop-by-hop ones (RFC 9110 §7.6.1), nor those the
  * Connection field names (custom: any such name exists). An Upgrade field is noted in
- * *upgrade_i: it crosses only with a real upgrade, which the caller decides.
+ * *upgrade_i (unless NULL): it crosses only with a real upgrade, which the caller decides.
  * Content-Length and Host cross even when Connection names them: the body we forward is
  * framed by that Content-Length (without it the app would read the body as the next
  * request), and Host is the request's authority. nginx and HAProxy keep both too.
@@ -287,7 +287,7 @@ static bool crosses(const struct head *h, size_t i, bool custom, int *upgrade_i)
     const char *n = head_name(h, i);
     size_t nl = h->f[i].name_len;
     if (is_hop_by_hop(n, nl)) {
-        if (eq_nocase(n, nl, "upgrade"))
+        if (upgrade_i && eq_nocase(n, nl, "upgrade"))
             *upgrade_i = (int)i;
         return false;
     }
@@ -403,6 +403,14 @@ static void put_field(struct writer *wr, const struct head *h, size_t i)
     PUT_LIT(wr, ": ");
     put(wr, head_val(h, i), h->f[i].val_len);
     PUT_LIT(wr, "\r\n");
+}
+
+/* Every Upgrade field line, in order: several lines are one list (RFC 9110 §5.3, §7.8). */
+static void put_upgrade_fields(struct writer *wr, const struct head *h)
+{
+    for (size_t i = 0; i < h->nf; i++)
+        if (h->f[i].name_len == 7 && proxy_head_name_is(h, i, "upgrade"))
+            put_field(wr, h, i);
 }
 
 static void put_header(struct writer *wr, const char *name, size_t nlen, const char *val)
@@ -524,7 +532,7 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
     }
     if (rw->upgrade && upgrade_i >= 0) {
         PUT_LIT(&wr, "Connection: upgrade\r\n");
-        put_field(&wr, h, (size_t)upgrade_i);
+        put_upgrade_fields(&wr, h);
     }
     if (rw->chunked)
         PUT_LIT(&wr, "Transfer-Encoding: chunked\r\n");
@@ -586,11 +594,10 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
     /* no Content-Length on a 1xx or 204 (RFC 9110 §8.6); a 304 or a HEAD answer keeps GET's */
     const bool keep_cl =
         (rw->framing == BODY_LENGTH || rw->framing == BODY_NONE) && rw->status != 204 && rw->status >= 200;
-    int upgrade_i = -1;
     for (size_t i = 0; i < h->nf; i++) {
         const char *nm = head_name(h, i);
         size_t nl = h->f[i].name_len;
-        if (!crosses(h, i, custom, &upgrade_i))
+        if (!crosses(h, i, custom, NULL))
             continue;
         /* framing is ours to decide; a CL survives only where the body keeps its length */
         if (!keep_cl && eq_nocase(nm, nl, "content-length"))
@@ -615,8 +622,7 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
     }
     if (rw->upgrade) {
         PUT_LIT(&wr, "Connection: upgrade\r\n");
-        if (upgrade_i >= 0)
-            put_field(&wr, h, (size_t)upgrade_i);
+        put_upgrade_fields(&wr, h);
     }
     if (rw->framing == BODY_CHUNKED)
         PUT_LIT(&wr, "Transfer-Encoding: chunked\r\n");
