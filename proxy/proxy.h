@@ -246,6 +246,7 @@ struct proxy_worker {
     struct event txid_ev; /* polls LiteFS positions while reads wait on them */
     bool draining;
     bool stopping;
+    uint64_t heartbeat_ms; /* when the loop last ran its tick (coarse monotonic ms; atomic) */
     struct proxy_metrics metrics;
     char rbuf[PROXY_RBUF_SIZE];
 };
@@ -289,6 +290,11 @@ void proxy_workers_notify(struct proxy *px); /* a new snapshot: held requests ma
  */
 #define PROXY_JOIN_TIMEOUT_MS 5000
 int proxy_workers_join(struct proxy *px);
+/*
+ * The watchdog: the first worker whose loop has not run its tick for limit_ms (a thread
+ * stuck in a system call: it serves nobody), with that time in *age_ms; -1 if none.
+ */
+int proxy_workers_stuck(struct proxy *px, int64_t limit_ms, int64_t *age_ms);
 void proxy_timer_set(struct proxy_worker *w, struct tnode *t, enum proxy_timer list);
 /* The same with an explicit deadline, kept in order (for deadlines earlier than now + timeout). */
 void proxy_timer_set_at(struct proxy_worker *w, struct tnode *t, enum proxy_timer list, int64_t deadline_ms);

@@ -51,6 +51,8 @@ struct control {
     struct consul_state lease;                           /* last word from consul/ (or the static lease) */
     struct event *sigs[N_HANDLED_SIGNALS], *drain_check; /* one per handled_signals[] */
     struct event *resolved;                              /* a lookup of the primary's URL finished */
+    struct event *watchdog;                              /* checks that every worker's loop runs */
+    int stuck_worker;                                    /* -1, or a worker that has not run for long */
     enum control_phase phase;
     int stop_sig;  /* the signal that started the shutdown: forwarded to the app */
     int exit_code; /* the app's, when it exited by itself */
@@ -59,6 +61,9 @@ struct control {
     char last_gate_reason[ROUTE_REASON_MAX];
     char last_primary[ROUTE_ID_MAX];
 };
+
+/* A worker whose loop has not run its tick for this long is stuck (see watchdog()). */
+#define WORKER_STUCK_MS 5000
 
 static const char *phase_str(enum control_phase p)
 {
@@ -85,6 +90,12 @@ static void publish(struct control *ctl)
     struct cluster_snapshot s;
     memset(&s, 0, sizeof(s));
     s.gate = health_state(ctl->health, s.gate_reason, sizeof(s.gate_reason));
+    if (ctl->stuck_worker >= 0 && s.gate == ROUTE_GATE_OPEN) {
+        s.gate = ROUTE_GATE_CLOSED;
+        snprintf(s.gate_reason, sizeof(s.gate_reason),
+                 "worker %d stuck: its loop has not run for %d s or more (blocked in a system call?)",
+                 ctl->stuck_worker, WORKER_STUCK_MS / 1000);
+    }
     s.role = ctl->lease.role;
     s.primary_known = ctl->lease.primary_known;
     snprintf(s.primary_id, sizeof(s.primary_id), "%s", ctl->lease.primary_id);
@@ -269,6 +280,29 @@ static void shut_down(struct control *ctl, const char *why)
     event_add(ctl->drain_check, &tv);
 }
 
+/*
+ * A worker stuck in a system call (a read from a hung FUSE mount) serves none of the
+ * connections it owns. Like HAProxy's watchdog, notice it; unlike it, do not abort (the
+ * call may yet return, and an abort would drop every other worker's requests): close the
+ * gate, so that /health and the Consul ready check send traffic elsewhere, until it runs.
+ */
+static void watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    struct control *ctl = arg;
+    (void)fd;
+    (void)what;
+    int64_t age = 0;
+    int stuck = proxy_workers_stuck(&ctl->px, WORKER_STUCK_MS, &age);
+    if (stuck == ctl->stuck_worker)
+        return;
+    if (stuck >= 0)
+        proxy_log_error("worker stuck", "worker=%d since_ms=%lld", stuck, (long long)age);
+    else
+        proxy_log_info("worker runs again", "worker=%d", ctl->stuck_worker);
+    ctl->stuck_worker = stuck;
+    publish(ctl);
+}
+
 static const char *signal_name(int sig)
 {
     switch (sig) {
@@ -431,6 +465,7 @@ int proxy_run(int argc, char **argv)
     if (!ctl)
         return 1;
     ctl->last_gate = ROUTE_GATE_COUNT;
+    ctl->stuck_worker = -1;
     if (proxy_config_load(&ctl->cfg, argc, argv) < 0)
         goto out_cfg;
     /* --check goes through every start-up check below, then stops before anything starts */
@@ -518,9 +553,12 @@ int proxy_run(int argc, char **argv)
         sigs_ok = sigs_ok && ctl->sigs[i] && evsignal_add(ctl->sigs[i], NULL) == 0;
     }
     ctl->drain_check = event_new(ctl->base, -1, EV_PERSIST, drain_check, ctl);
+    ctl->watchdog = event_new(ctl->base, -1, EV_PERSIST, watchdog, ctl);
     int rfd = proxy_resolve_fd();
     ctl->resolved = rfd >= 0 ? event_new(ctl->base, rfd, EV_READ | EV_PERSIST, on_resolved, ctl) : NULL;
-    if (!sigs_ok || !ctl->drain_check || !ctl->resolved || event_add(ctl->resolved, NULL) < 0) {
+    struct timeval second = {1, 0};
+    if (!sigs_ok || !ctl->drain_check || !ctl->resolved || event_add(ctl->resolved, NULL) < 0 ||
+        !ctl->watchdog || event_add(ctl->watchdog, &second) < 0) {
         fprintf(stderr, "leaseway: cannot set up signal handling\n");
         release(ctl);
     } else if (health_start(ctl->health) < 0) {
@@ -550,6 +588,8 @@ int proxy_run(int argc, char **argv)
             event_free(ctl->sigs[i]);
     if (ctl->drain_check)
         event_free(ctl->drain_check);
+    if (ctl->watchdog)
+        event_free(ctl->watchdog);
     if (ctl->resolved)
         event_free(ctl->resolved);
 out_base:

@@ -301,6 +301,7 @@ static void control(evutil_socket_t fd, short what, void *arg)
 static void drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct proxy_worker *w = arg;
+    __atomic_store_n(&w->heartbeat_ms, (uint64_t)coarse_now_ms(), __ATOMIC_RELAXED);
     tick(fd, what, arg);
     proxy_conn_retry_held(w); /* a primary whose gate was closed may be ready now */
     if (w->stopping)
@@ -372,6 +373,7 @@ static int worker_init(struct proxy *px, struct proxy_worker *w, int id)
     event_assign(&w->free_ev, w->base, -1, 0, free_pending, w);
     event_assign(&w->txid_ev, w->base, -1, 0, txid_tick, w);
     struct timeval tv = {0, TICK_MS * 1000};
+    w->heartbeat_ms = (uint64_t)coarse_now_ms();
     if (event_add(&w->listen_ev, NULL) < 0 || event_add(&w->ctl_ev, NULL) < 0 ||
         event_add(&w->tick_ev, &tv) < 0)
         return -1;
@@ -454,6 +456,19 @@ void proxy_workers_notify(struct proxy *px)
 {
     if (px->workers)
         wake_workers(px);
+}
+
+int proxy_workers_stuck(struct proxy *px, int64_t limit_ms, int64_t *age_ms)
+{
+    int64_t now = coarse_now_ms();
+    for (size_t i = 0; px->workers && i < px->nworkers; i++) {
+        int64_t age = now - (int64_t)__atomic_load_n(&px->workers[i].heartbeat_ms, __ATOMIC_RELAXED);
+        if (age >= limit_ms) {
+            *age_ms = age;
+            return (int)i;
+        }
+    }
+    return -1;
 }
 
 int proxy_workers_join(struct proxy *px)

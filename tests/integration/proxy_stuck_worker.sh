@@ -4,7 +4,8 @@
 # daemon would make it), so a read carrying a newer __txid blocks its worker in open(2).
 # The drain times out, the control thread stops everything it can, and then it must not
 # wait for the stuck worker for ever: it logs the fact and exits with status 1 (not 0: a
-# request was cut and a thread was left behind). Bounded: 60 s.
+# request was cut and a thread was left behind). Before that, the stuck worker closes the
+# gate, and its recovery opens it again. Bounded: 60 s.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../lib/common.sh"
@@ -28,6 +29,31 @@ register_pid $!
 sleep 0.5
 code=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pp/echo")
 check "the worker is stuck: a plain read gets no answer ($code)" '[ "$code" = 000 ]'
+
+# The admin listener must not go on saying all is well: like HAProxy's watchdog, leaseway
+# notices a worker whose loop has not run for 5 s, and closes the gate (/health 503, the
+# Consul ready check critical) until it runs again.
+health() { curl -s -m 2 -o "$d/health.body" -w '%{http_code}' "http://127.0.0.1:$ap/health"; }
+wait_for '[ "$(health)" = 503 ]' 10 0.2
+check "a stuck worker closes the gate: /health $(health) ($(head -c 200 "$d/health.body"))" \
+    '[ "$(health)" = 503 ] && grep -q "worker 0" "$d/health.body"'
+check "... and it is logged" 'grep -q "worker stuck" "$d/lw.log"'
+# unblock it: the position file becomes a plain file, and the open that hangs gets a writer
+ln "$d/db-pos" "$d/fifo"
+printf '00000000000000ff/00000000000000aa\n' >"$d/pos.new"
+mv "$d/pos.new" "$d/db-pos"
+printf '00000000000000ff/00000000000000aa\n' >"$d/fifo" &
+wait_for '[ "$(health)" = 200 ]' 10 0.2
+check "once the worker runs again, the gate opens (/health $(health))" '[ "$(health)" = 200 ]'
+code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pp/echo")
+check "... and reads are answered ($code)" '[ "$code" = 200 ]'
+
+# stuck again, for the shutdown
+rm -f "$d/db-pos" "$d/fifo"
+mkfifo "$d/db-pos"
+curl -s -m 30 -o /dev/null -H 'Cookie: __txid=00000000000000ff' "http://127.0.0.1:$pp/echo" &
+register_pid $!
+sleep 0.5
 
 t0=$(date +%s%N)
 kill -TERM $lw
