@@ -292,6 +292,8 @@ static void watchdog(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     int64_t age = 0;
+    if (ctl->phase != PHASE_RUNNING)
+        return; /* draining: the gate is closed anyway, and stopped workers tick no more */
     int stuck = proxy_workers_stuck(&ctl->px, WORKER_STUCK_MS, &age);
     if (stuck == ctl->stuck_worker)
         return;
