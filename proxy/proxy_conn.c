@@ -1733,6 +1733,8 @@ static int resp_headers_complete(llhttp_t *p)
             return -1; /* an upgrade nobody asked for */
         rw.upgrade = true;
         rw.framing = BODY_NONE;
+        /* a 101 switches protocols even without Connection: upgrade, which llhttp waits for */
+        p->upgrade = 1;
         u->final_seen = 1;
         c->resp_started = 1;
         c->status = 101;

@@ -149,6 +149,7 @@ static int on_headers_complete(llhttp_t *p)
         }
         rw->upgrade = true;
         rw->framing = BODY_NONE;
+        p->upgrade = 1; /* as proxy_conn.c: a 101 switches, with or without Connection: upgrade */
         u->final_seen = true;
         u->status = 101;
         if (write_head(u, rw) < 0)
