@@ -1704,6 +1704,15 @@ static bool resp_coding_ok(const struct head *h)
     return true;
 }
 
+/* Does an Upgrade field name a protocol (a 101 without one switches to nothing known)? */
+static bool names_protocol(const struct head *h)
+{
+    for (size_t i = 0; i < h->nf; i++)
+        if (h->f[i].val_len && proxy_head_name_is(h, i, "upgrade"))
+            return true;
+    return false;
+}
+
 static int resp_headers_complete(llhttp_t *p)
 {
     struct upstream *u = p->data;
@@ -1731,6 +1740,8 @@ static int resp_headers_complete(llhttp_t *p)
     if (status == 101) {
         if (!c->upgrade_req)
             return -1; /* an upgrade nobody asked for */
+        if (!names_protocol(u->head))
+            return -1; /* 502: a 101 must name the protocol that follows (RFC 9110 §15.2.2) */
         rw.upgrade = true;
         rw.framing = BODY_NONE;
         /* a 101 switches protocols even without Connection: upgrade, which llhttp waits for */

@@ -111,6 +111,15 @@ static int write_head(struct up *u, const struct resp_rewrite *rw)
     return 0;
 }
 
+/* proxy_conn.c's names_protocol(): an Upgrade field with a value. */
+static bool names_protocol(const struct head *h)
+{
+    for (size_t i = 0; i < h->nf; i++)
+        if (h->f[i].val_len && proxy_head_name_is(h, i, "upgrade"))
+            return true;
+    return false;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct up *u = p->data;
@@ -143,9 +152,9 @@ static int on_headers_complete(llhttp_t *p)
         return 0;
     }
     if (status == 101) {
-        if (!(o & OPT_UPGRADE)) {
+        if (!(o & OPT_UPGRADE) || !names_protocol(u->head)) {
             u->failed = true;
-            return -1; /* an upgrade nobody asked for */
+            return -1; /* an upgrade nobody asked for, or one that names no protocol */
         }
         rw->upgrade = true;
         rw->framing = BODY_NONE;
