@@ -1720,6 +1720,8 @@ static int resp_headers_complete(llhttp_t *p)
     int status = p->status_code;
     if (!c)
         return -1;
+    if (proxy_http_response_bad(u->head))
+        return -1; /* 502: nothing of it reaches the client */
     struct evbuffer *out = client_out(c);
     if (!out)
         return -1;

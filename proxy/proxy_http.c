@@ -372,6 +372,19 @@ void proxy_http_request_facts(const struct head *h, int http_minor, struct req_f
     }
 }
 
+const char *proxy_http_response_bad(const struct head *h)
+{
+    if (h->reason_len && !valid_value(h->buf + h->reason_off, h->reason_len))
+        return "invalid character in the reason phrase";
+    for (size_t i = 0; i < h->nf; i++) {
+        if (!valid_name(head_name(h, i), h->f[i].name_len))
+            return "invalid header name";
+        if (!valid_value(head_val(h, i), h->f[i].val_len))
+            return "invalid character in a header value";
+    }
+    return NULL;
+}
+
 /*
  * Heads are written into space reserved in the output buffer in one go:
  * one reserve, memcpy per field, one commit. (Building them with one

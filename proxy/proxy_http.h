@@ -57,6 +57,13 @@ struct req_facts {
 /* Validate a request head (RFC 9112 §3.2, §5.2, §6.1) and extract facts. */
 void proxy_http_request_facts(const struct head *h, int http_minor, struct req_facts *facts);
 
+/*
+ * Validate a response head from the app (RFC 9112 §4, §5): field names are tokens, values and
+ * the reason phrase hold no control character but HTAB. llhttp 8.1 lets an empty field name
+ * and control bytes in the reason phrase through. NULL, or why it is refused (502).
+ */
+const char *proxy_http_response_bad(const struct head *h);
+
 /* What the rewritten request head needs besides the parsed head. */
 struct req_rewrite {
     const char *method;

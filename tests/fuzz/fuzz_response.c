@@ -127,6 +127,10 @@ static int on_headers_complete(llhttp_t *p)
     int status = p->status_code;
     struct resp_rewrite *rw = &u->rw;
 
+    if (proxy_http_response_bad(u->head)) {
+        u->failed = true;
+        return -1; /* 502 */
+    }
     /* fill_rewrite() */
     memset(rw, 0, sizeof(*rw));
     rw->status = status;
