@@ -1720,7 +1720,7 @@ static int resp_headers_complete(llhttp_t *p)
     int status = p->status_code;
     if (!c)
         return -1;
-    if (proxy_http_response_bad(u->head))
+    if (proxy_http_response_bad(u->head, status))
         return -1; /* 502: nothing of it reaches the client */
     struct evbuffer *out = client_out(c);
     if (!out)

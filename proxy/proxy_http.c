@@ -372,8 +372,11 @@ void proxy_http_request_facts(const struct head *h, int http_minor, struct req_f
     }
 }
 
-const char *proxy_http_response_bad(const struct head *h)
+const char *proxy_http_response_bad(const struct head *h, int status)
 {
+    /* below 100 there is no class (RFC 9110 §15) to say whether a body follows or not */
+    if (status < 100)
+        return "invalid status code";
     if (h->reason_len && !valid_value(h->buf + h->reason_off, h->reason_len))
         return "invalid character in the reason phrase";
     for (size_t i = 0; i < h->nf; i++) {

@@ -58,11 +58,12 @@ struct req_facts {
 void proxy_http_request_facts(const struct head *h, int http_minor, struct req_facts *facts);
 
 /*
- * Validate a response head from the app (RFC 9112 §4, §5): field names are tokens, values and
- * the reason phrase hold no control character but HTAB. llhttp 8.1 lets an empty field name
- * and control bytes in the reason phrase through. NULL, or why it is refused (502).
+ * Validate a response head from the app (RFC 9112 §4, §5): a status of at least 100, field
+ * names are tokens, values and the reason phrase hold no control character but HTAB. llhttp
+ * 8.1 lets "HTTP/1.1 004", an empty field name and control bytes in the reason phrase
+ * through. NULL, or why it is refused (502).
  */
-const char *proxy_http_response_bad(const struct head *h);
+const char *proxy_http_response_bad(const struct head *h, int status);
 
 /* What the rewritten request head needs besides the parsed head. */
 struct req_rewrite {

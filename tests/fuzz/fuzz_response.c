@@ -127,7 +127,7 @@ static int on_headers_complete(llhttp_t *p)
     int status = p->status_code;
     struct resp_rewrite *rw = &u->rw;
 
-    if (proxy_http_response_bad(u->head)) {
+    if (proxy_http_response_bad(u->head, p->status_code)) {
         u->failed = true;
         return -1; /* 502 */
     }
