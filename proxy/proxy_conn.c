@@ -1737,7 +1737,7 @@ static int resp_headers_complete(llhttp_t *p)
             if (proxy_http_write_response(out, u->head, &rw) < 0)
                 return -1;
         }
-        return 0;
+        return 1; /* no body, whatever its framing fields say (RFC 9112 §6.3): the next response follows */
     }
     if (status == 101) {
         if (!c->upgrade_req)

@@ -153,7 +153,7 @@ static int on_headers_complete(llhttp_t *p)
                 return -1;
             u->interim++;
         }
-        return 0;
+        return 1; /* as proxy_conn.c: a 1xx has no body (RFC 9112 §6.3) */
     }
     if (status == 101) {
         if (!(o & OPT_UPGRADE) || !names_protocol(u->head)) {
