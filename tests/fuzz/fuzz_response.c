@@ -280,7 +280,7 @@ static void check_head(struct reparse *r)
 }
 
 /* What leaseway wrote to the client, parsed by the client. */
-static void check_client(struct up *u, bool complete, bool closed)
+static void check_client(struct up *u, bool complete)
 {
     struct reparse r;
     reparse_init(&r, HTTP_RESPONSE, check_head, u);
@@ -291,8 +291,8 @@ static void check_client(struct up *u, bool complete, bool closed)
     FUZZ_CHECK(!r.failed, "re-parse arena full");
     FUZZ_CHECK(e == HPE_OK || e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE,
                "the client cannot parse it: %s (%s)", llhttp_errno_name(e), llhttp_get_error_reason(&r.p));
-    if (e == HPE_OK && complete && closed && u->rw.framing == BODY_EOF) {
-        e = llhttp_finish(&r.p); /* leaseway closes after a close-delimited body */
+    if (e == HPE_OK && complete && u->rw.framing == BODY_EOF) {
+        e = llhttp_finish(&r.p); /* leaseway closes after a close-delimited body (close_after_resp) */
         FUZZ_CHECK(e == HPE_OK || e == HPE_PAUSED, "close-delimited body: %s", llhttp_errno_name(e));
         if (e == HPE_OK && r.messages == u->interim + 1)
             e = HPE_PAUSED;
@@ -355,15 +355,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
         FUZZ_CHECK(!u.failed && u.final_written, "paused without a final head sent");
-        check_client(&u, true, false);
+        check_client(&u, true);
     } else {
         /* the app closed (or sent garbage): a close-delimited body ends here (RFC 9112 §6.3 rule 8) */
         if (e == HPE_OK && n > 0)
             (void)llhttp_finish(&u.parser);
         if (u.resp_done)
-            check_client(&u, true, true);
+            check_client(&u, true);
         else if (evbuffer_get_length(u.out))
-            check_client(&u, false, true); /* what went out before the close is a valid beginning */
+            check_client(&u, false); /* what went out before the close is a valid beginning */
     }
 
     proxy_head_free(u.head);
