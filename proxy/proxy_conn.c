@@ -1751,7 +1751,8 @@ static int resp_headers_complete(llhttp_t *p)
         u->final_seen = 1;
         c->resp_started = 1;
         c->status = 101;
-        return proxy_http_write_response(out, u->head, &rw) < 0 ? -1 : 0;
+        /* 1: no body (RFC 9112 §6.3), whatever it announces: the bytes after its head are the tunnel's */
+        return proxy_http_write_response(out, u->head, &rw) < 0 ? -1 : 1;
     }
     u->final_seen = 1;
     if ((p->flags & F_TRANSFER_ENCODING) && !resp_coding_ok(u->head))

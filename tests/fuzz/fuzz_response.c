@@ -168,7 +168,7 @@ static int on_headers_complete(llhttp_t *p)
         if (write_head(u, rw) < 0)
             return -1;
         u->final_written = true;
-        return 0;
+        return 1; /* as proxy_conn.c: a 101 has no body, the tunnel follows */
     }
     u->final_seen = true;
     if ((p->flags & F_TRANSFER_ENCODING) && !coding_ok(u->head)) {
