@@ -372,6 +372,12 @@ void proxy_http_request_facts(const struct head *h, int http_minor, struct req_f
     }
 }
 
+/*
+ * On every response, so only what llhttp 8.1 leaves out: it refuses a name or a value with
+ * a byte outside its class (tests/vtc/response_invalid_head.vtc cases 3-5), not an empty name.
+ * A byte-by-byte pass over every field (as for requests) cost about 2 000 instructions per
+ * proxied request, 12 % of the whole.
+ */
 const char *proxy_http_response_bad(const struct head *h, int status)
 {
     /* below 100 there is no class (RFC 9110 §15) to say whether a body follows or not */
@@ -379,12 +385,9 @@ const char *proxy_http_response_bad(const struct head *h, int status)
         return "invalid status code";
     if (h->reason_len && !valid_value(h->buf + h->reason_off, h->reason_len))
         return "invalid character in the reason phrase";
-    for (size_t i = 0; i < h->nf; i++) {
-        if (!valid_name(head_name(h, i), h->f[i].name_len))
+    for (size_t i = 0; i < h->nf; i++)
+        if (h->f[i].name_len == 0)
             return "invalid header name";
-        if (!valid_value(head_val(h, i), h->f[i].val_len))
-            return "invalid character in a header value";
-    }
     return NULL;
 }
 
