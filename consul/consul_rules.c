@@ -236,8 +236,8 @@ int64_t consul_duration_ms(const char *s)
         double v = strtod(p, &end);
         double unit;
 
-        if (end == p || v < 0)
-            return -1;
+        if (end == p || !(v >= 0))
+            return -1; /* also NaN ("nans"), whose conversion to an integer is undefined */
         p = end;
         if (strncmp(p, "ns", 2) == 0) {
             unit = 1e-6, p += 2;

@@ -142,8 +142,8 @@ int proxy_config_parse_duration(const char *s, int64_t *ms)
         char *end;
         errno = 0;
         double v = strtod(p, &end);
-        if (end == p || errno || v < 0)
-            return -1;
+        if (end == p || errno || !(v >= 0))
+            return -1; /* also NaN ("nans"), whose conversion to an integer is undefined */
         p = end;
         double unit;
         if (strncmp(p, "ms", 2) == 0) {

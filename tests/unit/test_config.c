@@ -28,6 +28,8 @@ Test(config, durations)
     cr_expect_eq(proxy_config_parse_duration("-1s", &ms), -1);
     cr_expect_eq(proxy_config_parse_duration("5x", &ms), -1);
     cr_expect_eq(proxy_config_parse_duration("", &ms), -1);
+    cr_expect_eq(proxy_config_parse_duration("nans", &ms), -1); /* strtod() reads NaN */
+    cr_expect_eq(proxy_config_parse_duration("infs", &ms), -1);
 }
 
 Test(config, booleans)

@@ -276,6 +276,10 @@ Test(consul_duration, go_durations)
     cr_assert_eq(consul_duration_ms("s"), -1);
     cr_assert_eq(consul_duration_ms("10x"), -1);
     cr_assert_eq(consul_duration_ms("-1s"), -1);
+    /* strtod() reads these: tests/fuzz/corpus/fuzz_consul_json/regress-duration-nan */
+    cr_assert_eq(consul_duration_ms("nans"), -1);
+    cr_assert_eq(consul_duration_ms("1snanms"), -1);
+    cr_assert_eq(consul_duration_ms("infs"), -1);
     char buf[32];
     consul_duration_fmt(10000, buf, sizeof(buf));
     cr_assert_str_eq(buf, "10s");
