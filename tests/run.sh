@@ -4,11 +4,14 @@
 #   1. the format check (clang-format, .clang-format),
 #   2. the unit, integration and VTC tests (ctest) on the normal build,
 #   3. the same under ASan+UBSan (LEASEWAY_SANITIZE=ON),
-#   4. a valgrind leak check of the binary through a real exchange.
+#   4. every libFuzzer target (tests/fuzz, LEASEWAY_FUZZ=ON, clang-14) over its checked-in
+#      corpus plus a short deterministic fuzz (-seed=1 -runs=FUZZ_RUNS), one result per target,
+#   5. a valgrind leak check of the binary through a real exchange.
 # The last line is "N passed, N failed" over all of it; exit 0 only if none failed.
 #
-# Options (environment): JOBS (build parallelism, default 2), SKIP_SANITIZE=1,
-# SKIP_VALGRIND=1, TEST_REGEX=... (ctest -R filter).
+# Options (environment): JOBS (build parallelism, default 2), SKIP_SANITIZE=1, SKIP_FUZZ=1,
+# FUZZ_RUNS (runs per target, its corpus included; default 100000), SKIP_VALGRIND=1,
+# TEST_REGEX=... (ctest -R filter).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -96,6 +99,38 @@ if [ -z "${SKIP_SANITIZE:-}" ]; then
             run_ctest "$top/build-asan" asan
     else
         record build-asan 1
+    fi
+fi
+
+# Each target reads its corpus (tests/fuzz/corpus/<target>, never written: libFuzzer adds what
+# it finds to the first directory, a temporary one) and then fuzzes FUZZ_RUNS inputs from a
+# fixed seed, so the result does not depend on the machine's speed. A crash, leak, UBSan
+# report or broken invariant fails the target; its input is kept in tests/out/.
+if [ -z "${SKIP_FUZZ:-}" ]; then
+    stage "build (libFuzzer targets: clang-14, ASan + UBSan)"
+    if build "$top/build-fuzz" -DCMAKE_C_COMPILER=clang-14 -DLEASEWAY_FUZZ=ON -DLEASEWAY_TESTS=OFF; then
+        record build-fuzz 0
+        stage "fuzz targets: each over its corpus, then fuzzed up to ${FUZZ_RUNS:-100000} runs (-seed=1)"
+        for src in "$top"/tests/fuzz/fuzz_*.c; do
+            t=$(basename "$src" .c)
+            scratch=$(mktemp -d "${TMPDIR:-/tmp}/leaseway-$t.XXXXXX")
+            t0=$SECONDS
+            "$top/build-fuzz/tests/fuzz/$t" -seed=1 -runs="${FUZZ_RUNS:-100000}" -timeout=20 \
+                -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/$t-" \
+                "$scratch" "$top/tests/fuzz/corpus/$t" >"$out/$t.log" 2>&1
+            rc=$?
+            rm -rf "$scratch"
+            if [ "$rc" -eq 0 ]; then
+                echo "ok   - $t: $(grep -E '^stat::number_of_executed_units' "$out/$t.log" | awk '{print $2}') runs in $((SECONDS - t0)) s"
+            else
+                grep -E 'fuzz invariant|SUMMARY:' "$out/$t.log" | head -n 4
+                unit=$(sed -n 's/.*Test unit written to //p' "$out/$t.log" | head -n 1)
+                echo "FAIL - $t (rc $rc): log $out/$t.log; again: build-fuzz/tests/fuzz/$t ${unit:-<input>}"
+            fi
+            record "fuzz/$t" "$rc"
+        done
+    else
+        record build-fuzz 1
     fi
 fi
 

@@ -47,7 +47,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 APT_PACKAGES=(
   build-essential cmake pkg-config libevent-dev libcurl4-openssl-dev
   libjansson-dev libssl-dev libcriterion-dev node-llhttp libyaml-dev
-  libsqlite3-dev sqlite3 curl nginx haproxy wrk varnish valgrind clang-14
+  libsqlite3-dev sqlite3 curl nginx haproxy wrk varnish valgrind clang-14 libclang-rt-14-dev
   clang-format dnsutils iproute2 python3 procps psmisc
 )
 
