@@ -1691,19 +1691,6 @@ static int resp_value(llhttp_t *p, const char *at, size_t len)
     return proxy_head_value(u->head, at, len) < 0 ? -1 : 0;
 }
 
-/* Transfer-Encoding, if any, is "chunked" alone: the only coding leaseway can undo and redo. */
-static bool resp_coding_ok(const struct head *h)
-{
-    int n = 0;
-    for (size_t i = 0; i < h->nf; i++) {
-        if (h->f[i].name_len != 17 || !proxy_head_name_is(h, i, "transfer-encoding"))
-            continue;
-        if (++n > 1 || h->f[i].val_len != 7 || strncasecmp(head_val(h, i), "chunked", 7) != 0)
-            return false;
-    }
-    return true;
-}
-
 /* Does an Upgrade field name a protocol (a 101 without one switches to nothing known)? */
 static bool names_protocol(const struct head *h)
 {
@@ -1755,7 +1742,7 @@ static int resp_headers_complete(llhttp_t *p)
         return proxy_http_write_response(out, u->head, &rw) < 0 ? -1 : 1;
     }
     u->final_seen = 1;
-    if ((p->flags & F_TRANSFER_ENCODING) && !resp_coding_ok(u->head))
+    if ((p->flags & F_TRANSFER_ENCODING) && !proxy_http_response_coding_ok(u->head))
         return -1; /* 502: a coding we would drop (we re-frame bodies and strip Transfer-Encoding) */
     if (c->route == ROUTE_FORWARD && c->retry_ok &&
         (status == 421 || (status == 503 && proxy_head_find(u->head, "leaseway-gate") >= 0))) {

@@ -372,6 +372,18 @@ void proxy_http_request_facts(const struct head *h, int http_minor, struct req_f
     }
 }
 
+bool proxy_http_response_coding_ok(const struct head *h)
+{
+    int n = 0;
+    for (size_t i = 0; i < h->nf; i++) {
+        if (h->f[i].name_len != 17 || !proxy_head_name_is(h, i, "transfer-encoding"))
+            continue;
+        if (++n > 1 || h->f[i].val_len != 7 || strncasecmp(head_val(h, i), "chunked", 7) != 0)
+            return false;
+    }
+    return true;
+}
+
 /*
  * On every response, so only what llhttp 8.1 leaves out: it refuses a name or a value with
  * a byte outside its class (tests/vtc/response_invalid_head.vtc cases 3-5), not an empty name.

@@ -65,6 +65,9 @@ void proxy_http_request_facts(const struct head *h, int http_minor, struct req_f
  */
 const char *proxy_http_response_bad(const struct head *h, int status);
 
+/* Transfer-Encoding, if any, is "chunked" alone: the only coding leaseway can undo and redo. */
+bool proxy_http_response_coding_ok(const struct head *h);
+
 /* What the rewritten request head needs besides the parsed head. */
 struct req_rewrite {
     const char *method;

@@ -83,19 +83,6 @@ static int on_value(llhttp_t *p, const char *at, size_t len)
     return proxy_head_value(u->head, at, len) < 0 ? -1 : 0;
 }
 
-/* proxy_conn.c's resp_coding_ok(): Transfer-Encoding, if any, is "chunked" alone. */
-static bool coding_ok(const struct head *h)
-{
-    int n = 0;
-    for (size_t i = 0; i < h->nf; i++) {
-        if (h->f[i].name_len != 17 || !proxy_head_name_is(h, i, "transfer-encoding"))
-            continue;
-        if (++n > 1 || h->f[i].val_len != 7 || strncasecmp(head_val(h, i), "chunked", 7) != 0)
-            return false;
-    }
-    return true;
-}
-
 /* Write a head; the bytes written must be one head, without bare LF or obs-fold. */
 static int write_head(struct up *u, const struct resp_rewrite *rw)
 {
@@ -171,7 +158,7 @@ static int on_headers_complete(llhttp_t *p)
         return 1; /* as proxy_conn.c: a 101 has no body, the tunnel follows */
     }
     u->final_seen = true;
-    if ((p->flags & F_TRANSFER_ENCODING) && !coding_ok(u->head)) {
+    if ((p->flags & F_TRANSFER_ENCODING) && !proxy_http_response_coding_ok(u->head)) {
         u->failed = true;
         return -1;
     }
