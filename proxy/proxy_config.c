@@ -291,15 +291,15 @@ static char *expand_env(const char *s)
         if (p[0] == '$' && p[1] == '{') {
             const char *close = strchr(p + 2, '}');
             if (close) {
-                char name[256];
-                size_t len = (size_t)(close - p - 2);
-                if (len < sizeof(name)) {
-                    memcpy(name, p + 2, len);
-                    name[len] = '\0';
-                    val = getenv(name);
-                    val = val ? val : "";
-                    vlen = strlen(val);
+                char *name = strndup(p + 2, (size_t)(close - p - 2)); /* a name of any length */
+                if (!name) {
+                    free(out);
+                    return NULL;
                 }
+                val = getenv(name);
+                free(name);
+                val = val ? val : "";
+                vlen = strlen(val);
                 p = close + 1;
             }
         }

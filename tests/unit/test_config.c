@@ -74,6 +74,29 @@ Test(config, precedence_flag_env_file_default, .init = cr_redirect_stderr)
     unlink(path);
 }
 
+/* ${NAME} with a name of any length, also at the very end of a value (it was read past) */
+Test(config, env_expansion_long_name, .init = cr_redirect_stderr)
+{
+    char name[301];
+    memset(name, 'L', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    char path[] = "/tmp/leaseway-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "target: 127.0.0.1:3000\nregion: ${%s}\ninstance: i-${%s}\n", name, name);
+    fclose(f);
+    setenv(name, "fra", 1);
+    struct proxy_config cfg;
+    const char *argv[] = {"--config", path};
+    cr_assert_eq(load(&cfg, 2, argv), 0);
+    cr_expect_str_eq(cfg.region, "fra");
+    cr_expect_str_eq(cfg.instance, "i-fra");
+    proxy_config_free(&cfg);
+    unsetenv(name);
+    unlink(path);
+}
+
 Test(config, errors_name_their_origin, .init = cr_redirect_stderr)
 {
     char path[] = "/tmp/leaseway-cfg-XXXXXX";
