@@ -16,8 +16,8 @@
 #      ratio's spread over 25 rounds of one binary was 0.067 (standard
 #      deviation; host noise, see RESULTS.md), so a proxy whose median was
 #      1.29x HAProxy failed a 1.20x round in one run out of two. Three times
-#      the seconds should cut that spread by about sqrt(3) (in the first nine
-#      30 s runs four still failed, by 0.001-0.009); the median, and so the
+#      the seconds should cut that spread by about sqrt(3) (in the first ten
+#      30 s runs five still failed, by 0.001-0.011); the median, and so the
 #      bar, is what it was. Each row also shows the CPU time per request
 #      of the measured process, of the app (the upstream nginx), and of all of
 #      CPU 0 (its busy time: proxy + app + kernel; while CPU 0 is saturated,
