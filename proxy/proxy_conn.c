@@ -955,6 +955,7 @@ static int route_and_dispatch(struct client *c)
         .path_len = q ? (size_t)(q - url) : h->url_len,
         .from_peer = c->from_peer,
         .recent_write = c->recent_write,
+        .body_over_replay_max = c->req_framing == BODY_LENGTH && p->content_length > ROUTE_REPLAY_BODY_MAX,
     };
     struct route_decision d = route_decide(&w->px->rules, &rreq, &w->snap, proxy_now_ms());
     c->route = d.action;

@@ -173,9 +173,12 @@ struct route_decision route_decide(const struct route_rules *rules, const struct
         d.action = (snap->primary_known && snap->role == ROUTE_ROLE_REPLICA) ? ROUTE_FORWARD : ROUTE_LOCAL;
         return d;
     }
-    if (snap->role == ROUTE_ROLE_REPLICA && snap->primary_known)
-        d.action = rules->writes == ROUTE_WRITES_REPLAY ? ROUTE_REPLAY : ROUTE_FORWARD;
-    else
+    if (snap->role == ROUTE_ROLE_REPLICA && snap->primary_known) {
+        bool replay = rules->writes == ROUTE_WRITES_REPLAY &&
+                      !(req->body_over_replay_max && snap->primary_addr_len > 0);
+        d.action = replay ? ROUTE_REPLAY : ROUTE_FORWARD;
+    } else {
         d.action = ROUTE_HOLD;
+    }
     return d;
 }

@@ -18,6 +18,12 @@ enum route_action {
     ROUTE_ACTION_COUNT
 };
 
+/*
+ * Fly's edge cannot replay a request whose body is over 1 MB. In replay mode such a write is
+ * forwarded to the primary's proxy instead, when its address is known (SPEC §2 step 7).
+ */
+#define ROUTE_REPLAY_BODY_MAX 1000000
+
 enum route_writes {
     ROUTE_WRITES_FORWARD = 0,
     ROUTE_WRITES_REPLAY,
@@ -43,6 +49,8 @@ struct route_request {
     size_t path_len;
     bool from_peer;    /* forwarded by another leaseway (authenticated) */
     bool recent_write; /* carries a fresh leaseway_wrote cookie */
+    /* declares a body over ROUTE_REPLAY_BODY_MAX, which Fly's edge cannot replay */
+    bool body_over_replay_max;
 };
 
 struct route_decision {

@@ -40,7 +40,7 @@ static struct cluster_snapshot snap(enum route_role role, enum route_gate gate, 
 static struct route_decision decide(const char *method, const char *path, const struct cluster_snapshot *s,
                                     bool from_peer, bool recent_write)
 {
-    struct route_request r = {method, strlen(method), path, strlen(path), from_peer, recent_write};
+    struct route_request r = {method, strlen(method), path, strlen(path), from_peer, recent_write, false};
     return route_decide(&rules, &r, s, 1000);
 }
 
@@ -143,6 +143,25 @@ Test(route, fenced_primary_holds_writes_but_serves_reads)
     cr_expect_eq(decide("POST", "/", &s, false, false).action, ROUTE_LOCAL);
     s.fence_deadline_ms = 0; /* static lease: no fence */
     cr_expect_eq(decide("POST", "/", &s, false, false).action, ROUTE_LOCAL);
+}
+
+Test(route, replay_forwards_bodies_fly_cannot_replay)
+{
+    /* Fly's edge cannot replay a body over 1 MB: once the primary's proxy is resolved, it is forwarded */
+    struct cluster_snapshot s = snap(R, OPEN, true);
+    struct route_request big = {"POST", 4, "/upload", 7, false, false, true};
+    struct route_request small = {"POST", 4, "/upload", 7, false, false, false};
+    rules.writes = ROUTE_WRITES_REPLAY;
+    cr_expect_eq(route_decide(&rules, &big, &s, 1000).action, ROUTE_REPLAY, "no address for the primary yet");
+    s.primary_addr_len = 16; /* resolved */
+    cr_expect_eq(route_decide(&rules, &big, &s, 1000).action, ROUTE_FORWARD);
+    cr_expect_eq(route_decide(&rules, &small, &s, 1000).action, ROUTE_REPLAY);
+    rules.writes = ROUTE_WRITES_FORWARD;
+    cr_expect_eq(route_decide(&rules, &small, &s, 1000).action, ROUTE_FORWARD);
+    /* no primary known: held as any write (a body over 1 MiB is refused by the proxy, not here) */
+    s = snap(R, OPEN, false);
+    rules.writes = ROUTE_WRITES_REPLAY;
+    cr_expect_eq(route_decide(&rules, &big, &s, 1000).action, ROUTE_HOLD);
 }
 
 Test(route, glob_matching)
