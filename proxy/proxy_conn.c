@@ -1452,7 +1452,8 @@ static void upstream_flush(struct upstream *u)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
-            upstream_fail(u, u->got_bytes ? err_upstream_reset : err_upstream_connect);
+            /* a send only fails once connected: the app closed or reset the connection */
+            upstream_fail(u, u->connecting ? err_upstream_connect : err_upstream_reset);
             return;
         }
     }

@@ -3,7 +3,8 @@
 # answers garbage or frames its response ambiguously → 502 (RFC 9112 §6.3:
 # a proxy MUST NOT pass on a response with invalid Content-Length); a body
 # cut short closes the client connection; clients that vanish mid-request
-# do not hurt the proxy. Error answers: one-line body, Connection: close,
+# do not hurt the proxy; an app that resets the connection while the body is
+# still coming gets a 502 that says so. Error answers: one-line body, Connection: close,
 # connection closed, Fly-Instance still set.
 . "$(dirname "$0")/../lib/proxy.sh"
 
@@ -36,6 +37,43 @@ ck.done()
 EOF
 code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$LW_URL/")
 expect_eq "curl sees 502 with the app down" "$code" 502
+stop_leaseway
+
+# --- app resets the connection while the request body is still coming ---------------------
+rst=$(px_free_port)
+LW_TARGET=127.0.0.1:$rst start_leaseway
+pyrun app-reset-mid-body "$LW_PORT" "$rst" <<'EOF'
+import socket, struct, sys, threading
+from rawhttp import Client, Check
+ck = Check()
+port, rst = int(sys.argv[1]), int(sys.argv[2])
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", rst))
+ls.listen(4)
+def app():  # reads part of the request, then resets the connection (SO_LINGER 0), answering nothing
+    s, _ = ls.accept()
+    got = 0
+    while got < 65536:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += len(d)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+threading.Thread(target=app, daemon=True).start()
+c = Client(port, timeout=10)
+head = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 8000000\r\n\r\n"
+try:
+    c.send(head + b"x" * 8000000)
+except OSError:
+    pass  # the proxy may close before the whole body is in: its answer is still to be read
+r = c.response()
+ck.eq("app resets mid-body: 502", r.status, 502)
+ck.ok("app resets mid-body: the reason says the app closed the connection, not that it refused it",
+      b"closed the connection" in r.body and b"refused" not in r.body, "got %r" % r.body[:200])
+ck.done()
+EOF
 stop_leaseway
 
 # --- app misbehaving -------------------------------------------------------------------
