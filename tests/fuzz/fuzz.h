@@ -30,6 +30,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                                    \
     } while (0)
 
+/* Add a piece of body to out as leaseway passes it on: one chunk of its own when chunked. */
+static inline void fuzz_forward_body(struct evbuffer *out, bool chunked, const char *at, size_t len)
+{
+    if (chunked) {
+        char sz[24];
+        evbuffer_add(out, sz, proxy_http_chunk_header(sz, len));
+        evbuffer_add(out, at, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, at, len);
+    }
+}
+
 /*
  * A fresh parser with llhttp's defaults (strict: no lenient flag), as the app or the client
  * behind leaseway would use. Heads are collected with proxy_head_* into r->h; on_head runs

@@ -232,14 +232,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
     FUZZ_CHECK(c->head_sent, "body before the head was sent");
-    if (c->framing == BODY_CHUNKED) {
-        char sz[24];
-        evbuffer_add(c->up, sz, proxy_http_chunk_header(sz, len));
-        evbuffer_add(c->up, at, len);
-        evbuffer_add(c->up, "\r\n", 2);
-    } else {
-        evbuffer_add(c->up, at, len);
-    }
+    fuzz_forward_body(c->up, c->framing == BODY_CHUNKED, at, len);
     evbuffer_add(c->body, at, len);
     return 0;
 }

@@ -183,14 +183,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct up *u = p->data;
     FUZZ_CHECK(u->final_seen, "a body before the final head");
-    if (u->rw.framing == BODY_CHUNKED) {
-        char sz[24];
-        evbuffer_add(u->out, sz, proxy_http_chunk_header(sz, len));
-        evbuffer_add(u->out, at, len);
-        evbuffer_add(u->out, "\r\n", 2);
-    } else {
-        evbuffer_add(u->out, at, len);
-    }
+    fuzz_forward_body(u->out, u->rw.framing == BODY_CHUNKED, at, len);
     evbuffer_add(u->body, at, len);
     return 0;
 }
