@@ -206,8 +206,11 @@ struct health_migrate {
     struct event *retry;      /* backoff timer */
     bool waiting;             /* retry timer armed */
     int64_t started_ms;
-    char last_line[ROUTE_REASON_MAX]; /* last output line: a failure's likely cause */
+    char last_line[ROUTE_REASON_MAX]; /* last output line (credentials scrubbed): a failure's likely cause */
     char failure[ROUTE_REASON_MAX];   /* the last failure in this tenure, for the gate's reason */
+    int64_t log_sec;                  /* output lines are logged at most HEALTH_MIGRATE_LOG_LINES a second: */
+    int log_n;                        /* lines logged in that second */
+    uint64_t unlogged;                /* lines over the limit, reported in one line */
 };
 
 __attribute__((warn_unused_result)) int health_migrate_init(struct health *h);

@@ -51,11 +51,40 @@ static void update_cond(struct health *h)
 
 static void maybe_run(struct health *h);
 
+/*
+ * A migration that prints a line per row must not flood the log (a slow log pipe would also
+ * slow the control thread): at most HEALTH_MIGRATE_LOG_LINES lines a second are logged, and
+ * how many were left out is logged once the second is over or the command has ended.
+ */
+#define HEALTH_MIGRATE_LOG_LINES 50
+
+static void log_unlogged(struct health_migrate *m)
+{
+    if (m->unlogged)
+        proxy_log_warn("migrate command output not logged", "lines=%llu limit_per_s=%d",
+                       (unsigned long long)m->unlogged, HEALTH_MIGRATE_LOG_LINES);
+    m->unlogged = 0;
+}
+
 static void run_line(void *arg, const char *line)
 {
     struct health *h = arg;
-    snprintf(h->mig.last_line, sizeof(h->mig.last_line), "%s", line);
-    proxy_log_info("migrate command output", "line=\"%s\"", line);
+    struct health_migrate *m = &h->mig;
+    /* the last line may become the gate's reason, shown on /health and in 503 bodies */
+    snprintf(m->last_line, sizeof(m->last_line), "%s", line);
+    proxy_log_scrub(m->last_line);
+    int64_t sec = mono_ms() / 1000;
+    if (sec != m->log_sec) {
+        log_unlogged(m);
+        m->log_sec = sec;
+        m->log_n = 0;
+    }
+    if (m->log_n < HEALTH_MIGRATE_LOG_LINES) {
+        m->log_n++;
+        proxy_log_info("migrate command output", "line=\"%s\"", line);
+    } else {
+        m->unlogged++;
+    }
 }
 
 static void run_exited(void *arg, int status, bool timed_out)
@@ -64,6 +93,7 @@ static void run_exited(void *arg, int status, bool timed_out)
     struct health_migrate *m = &h->mig;
     health_proc_free(m->proc);
     m->proc = NULL;
+    log_unlogged(m);
     long long took = (long long)(mono_ms() - m->started_ms);
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     bool current = m->run_tenure == m->tenure && h->role == ROUTE_ROLE_PRIMARY;

@@ -187,6 +187,7 @@ static void command_line(void *arg, const char *line)
     struct health_probe *p = arg;
     /* The last line is the likely reason; every line is there at debug level. */
     snprintf(p->out_line, sizeof(p->out_line), "%s", line);
+    proxy_log_scrub(p->out_line); /* it may become the gate's reason, shown to clients */
     proxy_log_debug("migrations probe output", "line=\"%s\"", line);
 }
 

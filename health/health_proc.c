@@ -159,11 +159,18 @@ static void flush_line(struct health_proc *p)
         p->o.on_line(p->o.arg, p->line);
 }
 
-/* Read what the pipe holds now; lines go to on_line. Returns false at EOF or error. */
+/*
+ * Read what the pipe holds now, at most HEALTH_PROC_READ_MAX bytes a call, so that a command
+ * that prints without pause cannot keep the control thread from its other events (the alive
+ * check, the admin listener, signals): the level-triggered event calls again on the next pass.
+ * Lines go to on_line. Returns false at EOF or error.
+ */
+#define HEALTH_PROC_READ_MAX (64 * 1024)
+
 static bool read_output(struct health_proc *p)
 {
     char buf[4096];
-    for (;;) {
+    for (size_t total = 0; total < HEALTH_PROC_READ_MAX;) {
         ssize_t n = read(p->out_fd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
@@ -171,6 +178,7 @@ static bool read_output(struct health_proc *p)
             return errno == EAGAIN;
         if (n == 0)
             return false;
+        total += (size_t)n;
         for (ssize_t i = 0; i < n; i++) {
             if (buf[i] == '\n') {
                 flush_line(p);
@@ -181,6 +189,7 @@ static bool read_output(struct health_proc *p)
                 flush_line(p);
         }
     }
+    return true;
 }
 
 static void close_output(struct health_proc *p)
