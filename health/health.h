@@ -70,6 +70,11 @@ enum route_gate health_state(const struct health *h, char *reason, size_t size);
 void health_drain(struct health *h);
 /* A --migrate-command run is in flight (shutdown lets it finish within the drain budget). */
 bool health_busy(const struct health *h);
+/*
+ * Before the lease is given away: kill a migrate command still running (its process group)
+ * and reap it, so that it never runs beside the next primary's.
+ */
+void health_stop_migrate(struct health *h);
 /* For /status: applied count and each pending migration name (prisma probe only). */
 void health_migrations(const struct health *h, size_t *applied, void (*each)(void *arg, const char *name),
                        void *arg);

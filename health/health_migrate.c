@@ -202,6 +202,18 @@ void health_migrate_role(struct health *h, enum route_role old_role, enum route_
     maybe_run(h);
 }
 
+void health_stop_migrate(struct health *h)
+{
+    if (!h || !h->mig.proc)
+        return;
+    proxy_log_warn("stopping the migrate command before the lease is released", "pid=%d",
+                   (int)h->mig.proc->pid);
+    health_proc_free(h->mig.proc); /* SIGKILL to its process group, reaped */
+    h->mig.proc = NULL;
+    log_unlogged(&h->mig);
+    update_cond(h);
+}
+
 void health_migrate_cleanup(struct health *h)
 {
     if (h->mig.proc) {

@@ -228,6 +228,7 @@ static void release(struct control *ctl)
     if (ctl->phase >= PHASE_RELEASING)
         return;
     set_phase(ctl, PHASE_RELEASING);
+    health_stop_migrate(ctl->health); /* out of drain time: it must not outlive our lease */
     if (ctl->consul)
         consul_agent_shutdown(ctl->consul, consul_released, ctl);
     else
