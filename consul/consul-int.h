@@ -190,12 +190,20 @@ void consul_bucket_init(struct consul_bucket *b, int64_t now_ms);
 int64_t consul_bucket_take(struct consul_bucket *b, int64_t now_ms);
 
 /*
- * Fence deadline (CLOCK_MONOTONIC ms) for a lease holder: the earliest moment at which Consul
- * could consider our session gone, minus a margin. Inputs are request *send* times of the last
+ * Fence deadline (CLOCK_MONOTONIC ms) for a lease holder: the earliest moment at which another
+ * instance could hold the key, minus a margin. Inputs are request *send* times of the last
  * successful renew (or session create) and alive feed; alive_sent_ms < 0 when there is no alive
  * check (--register=false). The argument is written out in consul_rules.c.
  */
-int64_t consul_fence_deadline(int64_t renew_sent_ms, int64_t ttl_ms, int64_t alive_sent_ms);
+int64_t consul_fence_deadline(int64_t renew_sent_ms, int64_t ttl_ms, int64_t lock_delay_ms,
+                              int64_t alive_sent_ms);
+/*
+ * How long after a renew's send the next one goes: a third of the span that renew keeps the
+ * fence open (min(TTL, lock-delay) - margin), so that two renews may be late or lost before it
+ * closes; at least 100 ms.
+ */
+int64_t consul_renew_every(int64_t ttl_ms, int64_t lock_delay_ms);
+#define CONSUL_LOCK_DELAY_MIN_MS 1000 /* below it the fence would leave a renew no time */
 
 /* The candidate's lease state machine; every transition goes through consul_lease_next(). */
 enum consul_lease_state {

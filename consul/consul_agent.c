@@ -6,9 +6,10 @@
  * for the key. Whatever it learns is folded into one struct consul_state
  * and handed to the owner's callback whenever it changes.
  *
- * Steady-state requests per instance (10 s TTL): alive feed 1/s + session
- * renew every TTL/2 (0.2/s) + ready refresh every 10 s (0.1/s) + the
- * blocking query (one per change or per 5 min) ~ 1.3 requests/s.
+ * Steady-state requests per instance (10 s TTL, 1 s lock-delay): alive feed
+ * 1/s + session renew every (min(TTL, lock-delay) - 0.5 s) / 3 (6/s; see
+ * consul_fence_deadline()) + ready refresh every 10 s (0.1/s) + the
+ * blocking query (one per change or per 5 min) ~ 7 requests/s.
  *
  * Role: primary only while the lease machine is HOLDING *and* the latest
  * watch result shows our session on the key; everything else is replica
@@ -298,7 +299,7 @@ static int64_t fence_deadline(const struct consul_agent *a)
         return 0;
     if (!a->session[0])
         return 1;
-    return consul_fence_deadline(a->renew_ok_sent_ms, a->ttl_ms,
+    return consul_fence_deadline(a->renew_ok_sent_ms, a->ttl_ms, a->cfg.lock_delay_ms,
                                  a->cfg.register_service ? a->alive_ok_sent_ms : -1);
 }
 
@@ -563,7 +564,7 @@ static void session_done(const struct consul_http_resp *r, void *arg)
         snprintf(a->session, sizeof(a->session), "%s", id);
         a->ttl_ms = a->cfg.lease_ttl_ms;
         a->renew_ok_sent_ms = r->sent_ms;
-        arm_from(a->ev_renew, r->sent_ms, a->ttl_ms / 2);
+        arm_from(a->ev_renew, r->sent_ms, consul_renew_every(a->ttl_ms, a->cfg.lock_delay_ms));
         consul_log("info", "msg=\"session created\" session=%s ttl_ms=%lld lock_delay_ms=%lld", id,
                    (long long)a->ttl_ms, (long long)a->cfg.lock_delay_ms);
         lease_event(a, CONSUL_LEV_SESSION_OK);
@@ -634,7 +635,7 @@ static void renew_done(const struct consul_http_resp *r, void *arg)
             consul_log("info", "msg=\"Consul raised the session TTL\" ttl_ms=%lld", (long long)ttl);
             a->ttl_ms = ttl;
         }
-        arm_from(a->ev_renew, r->sent_ms, a->ttl_ms / 2);
+        arm_from(a->ev_renew, r->sent_ms, consul_renew_every(a->ttl_ms, a->cfg.lock_delay_ms));
         publish(a);
         return;
     }
@@ -688,6 +689,9 @@ static void acquire_done(const struct consul_http_resp *r, void *arg)
         if (a->lease != CONSUL_LEASE_ACQUIRING)
             return; /* handoff meanwhile: STANDBY after it sees our session and goes HOLDING again */
         if (got) {
+            /* the servers found the session valid as they took the key: as good as a renew */
+            if (r->sent_ms > a->renew_ok_sent_ms)
+                a->renew_ok_sent_ms = r->sent_ms;
             wrote_key(a);
             lease_event(a, CONSUL_LEV_ACQUIRED);
         } else {
@@ -1341,8 +1345,8 @@ struct consul_agent *consul_agent_new(struct event_base *base, const struct cons
                    "10s by default)\"");
         return NULL;
     }
-    if (cfg->lock_delay_ms < 0 || cfg->lock_delay_ms > 60000) {
-        consul_log("error", "msg=\"--lock-delay must be between 0 and 60s\"");
+    if (cfg->lock_delay_ms < CONSUL_LOCK_DELAY_MIN_MS || cfg->lock_delay_ms > 60000) {
+        consul_log("error", "msg=\"--lock-delay must be between 1s and 60s\"");
         return NULL;
     }
     a = calloc(1, sizeof(*a));

@@ -100,34 +100,46 @@ int64_t consul_bucket_take(struct consul_bucket *b, int64_t now_ms)
  * so Consul received it later than we think: using the send time only ever
  * moves our deadline earlier.
  *
- * Our session is bound to two things that can end it:
- *  - the `alive` TTL check (3 s). The agent turns it critical no sooner than
- *    3 s after the last pass it *received*, which is after alive_sent_ms; only
- *    then (after syncing to the servers) is the session invalidated. So
- *    invalidation >= alive_sent_ms + 3 s.
- *  - the session TTL. The servers arm the timer at 2 x TTL after the last
- *    renew they received, so invalidation >= renew_sent_ms + 2 x TTL; we use
- *    1 x TTL (Patroni's reasoning: Consul doubles it, never halves it).
- *  - serfHealth (node check): if the local agent dies, our alive feeds fail
- *    from then on, so alive_sent_ms predates the death; memberlist needs
- *    probe + suspicion time (seconds) to mark the node failed.
- * Once the session is invalidated, Consul refuses every acquire for the
- * lock-delay, so the earliest another instance can hold the key is
- * invalidation + lock-delay. Our deadline is min(...) - margin, strictly
- * before that by at least margin + lock-delay: the margin absorbs timer
- * lateness on our side and workers' snapshot latency.
+ * Once our session is invalidated (at T_inv), Consul refuses every acquire
+ * for the lock-delay, so the earliest another instance can hold the key is
+ * T_inv + lock-delay. What bounds T_inv from below:
+ *  - a successful renew: the servers found the session valid when they
+ *    handled it, after renew_sent_ms. So T_inv >= renew_sent_ms, whatever
+ *    ends the session: the session TTL (2 x TTL after the last renew they
+ *    received), the `alive` check, or the node's serfHealth check, which the
+ *    servers may turn critical at any moment: within a second of our local
+ *    agent dying (an OOM kill), or a few seconds into a network partition
+ *    that leaves our clients' path open. Our local agent cannot tell us
+ *    about either. Hence renew_sent_ms + min(TTL, lock-delay).
+ *  - the `alive` TTL check (3 s): the agent turns it critical no sooner than
+ *    3 s after the last pass it received, after alive_sent_ms. A bound of
+ *    its own, kept because a renew may be older than the last feed.
+ * Our deadline is the smallest of these minus a margin, strictly before
+ * another holder by at least the margin: it absorbs timer lateness on our
+ * side, workers' snapshot latency and a write already in the app.
+ * Renews therefore go every consul_renew_every(): a renew proves the
+ * session to the servers, the alive feed only to our own agent.
  *
  * A voluntary release sets no lock-delay: callers fence (drop the role)
  * before they send ?release=.
  */
-int64_t consul_fence_deadline(int64_t renew_sent_ms, int64_t ttl_ms, int64_t alive_sent_ms)
+int64_t consul_fence_deadline(int64_t renew_sent_ms, int64_t ttl_ms, int64_t lock_delay_ms,
+                              int64_t alive_sent_ms)
 {
-    int64_t d = renew_sent_ms + ttl_ms;
+    int64_t span = ttl_ms < lock_delay_ms ? ttl_ms : lock_delay_ms;
+    int64_t d = renew_sent_ms + span;
 
     if (alive_sent_ms >= 0 && alive_sent_ms + CONSUL_ALIVE_TTL_MS < d)
         d = alive_sent_ms + CONSUL_ALIVE_TTL_MS;
     d -= CONSUL_FENCE_MARGIN_MS;
     return d > 1 ? d : 1; /* 0 would mean "no fence" to routing */
+}
+
+int64_t consul_renew_every(int64_t ttl_ms, int64_t lock_delay_ms)
+{
+    int64_t span = (ttl_ms < lock_delay_ms ? ttl_ms : lock_delay_ms) - CONSUL_FENCE_MARGIN_MS;
+    int64_t every = span / 3;
+    return every < 100 ? 100 : every;
 }
 
 static const char *const lease_state_names[CONSUL_LEASE_COUNT] = {

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # A slow Consul must not fence the primary's writes while its session is alive.
 #
-# The session is renewed every TTL/2, and the fence lets the primary take writes until
-# (send time of the last good renew) + TTL - 0.5 s. The next renew must therefore be timed
-# from when the last one was *sent*: timed from its reply, a renew that takes D seconds
-# pushes every later renew D seconds later, and with D > TTL/4 - 0.25 s the fence runs out
-# before the next reply, on every cycle, although the session never lapses.
+# A renew keeps the fence open until (send time of the last good renew) + min(TTL,
+# lock-delay) - 0.5 s, and renews go every third of that span (consul_fence_deadline(),
+# consul_renew_every()). The next renew must therefore be timed from when the last one was
+# *sent*: timed from its reply, a renew that takes D seconds pushes every later renew D
+# seconds later, and the fence runs out before the next reply, on every cycle, although the
+# session never lapses.
 #
 # Set-up: a real Consul dev agent; an HTTP relay (tests/lib/consul_delay.py) in front of it
-# holds every renew reply for 1.8 s; one leaseway (--lease-ttl 6s) takes the lease through
-# the relay; a write every 100 ms for 15 s (three renew cycles). Not one of them may be held
-# for the fence (route "held" in /metrics), and every one must be answered 200.
+# holds every renew reply for 1.0 s; one leaseway (--lease-ttl 6s --lock-delay 3s: a span of
+# 2.5 s, a renew every 0.83 s) takes the lease through the relay; a write every 100 ms for
+# 15 s. Not one of them may be held for the fence (route "held" in /metrics), and every one
+# must be answered 200.
 # Bounded: 90 s.
 set -euo pipefail
 
@@ -33,7 +35,7 @@ consul_dev_start "$DIR/consul" || die "consul did not start"
 
 RELAY=$(free_port)
 "$PY" "$HERE/../lib/consul_delay.py" --listen "127.0.0.1:$RELAY" --upstream "127.0.0.1:$CONSUL_HTTP_PORT" \
-  --path-prefix /v1/session/renew/ --delay 1.8 --ready "$DIR/relay.ready" >"$DIR/relay.log" 2>&1 </dev/null &
+  --path-prefix /v1/session/renew/ --delay 1.0 --ready "$DIR/relay.ready" >"$DIR/relay.log" 2>&1 </dev/null &
 register_pid $!
 wait_for "[ -s '$DIR/relay.ready' ]" 10 0.1 || die "the relay did not start"
 
@@ -47,7 +49,7 @@ env -u CONSUL_HTTP_TOKEN -u CONSUL_HTTP_TOKEN_FILE -u CONSUL_HTTP_ADDR \
   "$LEASEWAY_BIN" run --lease consul --lease-key "leaseway/rd-$$/primary" --instance rd-1 --region local \
   --listen "127.0.0.1:$PUB" --target "127.0.0.1:$APP" --admin "127.0.0.1:$ADM" \
   --advertise "http://127.0.0.1:$PUB" --consul-addr "http://127.0.0.1:$RELAY" --service "rd-$$" \
-  --lease-ttl 6s --lock-delay 1s --drain-timeout 2s >"$DIR/leaseway.log" 2>&1 </dev/null &
+  --lease-ttl 6s --lock-delay 3s --drain-timeout 2s >"$DIR/leaseway.log" 2>&1 </dev/null &
 LW=$!
 register_pid $LW
 is_primary() { curl -sf -m 1 "http://127.0.0.1:$ADM/status" | grep -q '"role": *"primary"'; }
@@ -68,7 +70,7 @@ for i in $(seq 1 150); do
   sleep 0.1
 done
 held=$(grep -c '^held PUT /v1/session/renew/' "$DIR/relay.log" || true)
-if [ "$held" -ge 3 ]; then ok "the relay held $held renew replies for 1.8 s"; else bad "the relay held only $held renews"; fi
+if [ "$held" -ge 3 ]; then ok "the relay held $held renew replies for 1.0 s"; else bad "the relay held only $held renews"; fi
 
 non200=$(printf '%s\n' "${codes[@]}" | grep -vc '^200$' || true)
 if [ "$non200" -eq 0 ]; then ok "150 writes answered 200"; else bad "$non200 of 150 writes were not answered 200"; fi

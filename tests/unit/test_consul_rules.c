@@ -71,22 +71,46 @@ Test(consul_bucket, burst_two_then_rate_limited)
 
 Test(consul_fence, min_of_renew_and_alive_minus_margin)
 {
-    /* alive feed is the binding constraint in steady state */
-    cr_assert_eq(consul_fence_deadline(10000, 10000, 15000),
+    /* lock-delay 10 s, TTL 10 s: the alive feed is the binding constraint while renews go on */
+    cr_assert_eq(consul_fence_deadline(10000, 10000, 10000, 15000),
                  15000 + CONSUL_ALIVE_TTL_MS - CONSUL_FENCE_MARGIN_MS);
-    /* alive feeds go on but renews stopped: TTL bounds it */
-    cr_assert_eq(consul_fence_deadline(10000, 10000, 18000), 20000 - CONSUL_FENCE_MARGIN_MS);
+    /* alive feeds go on but renews stopped: min(TTL, lock-delay) after the last renew bounds it */
+    cr_assert_eq(consul_fence_deadline(10000, 10000, 10000, 18000), 20000 - CONSUL_FENCE_MARGIN_MS);
     /* no alive check (--register=false): renew only */
-    cr_assert_eq(consul_fence_deadline(10000, 10000, -1), 20000 - CONSUL_FENCE_MARGIN_MS);
+    cr_assert_eq(consul_fence_deadline(10000, 10000, 10000, -1), 20000 - CONSUL_FENCE_MARGIN_MS);
     /* never 0 (0 means "no fence" to routing) */
-    cr_assert_eq(consul_fence_deadline(0, 0, -1), 1);
-    /* the deadline is always before Consul could invalidate the session + lock-delay */
-    for (int64_t renew = 0; renew < 20000; renew += 977)
-        for (int64_t alive = 0; alive < 20000; alive += 631) {
-            int64_t d = consul_fence_deadline(renew, 10000, alive);
-            cr_assert_lt(d, alive + CONSUL_ALIVE_TTL_MS);
-            cr_assert_lt(d, renew + 2 * 10000);
-        }
+    cr_assert_eq(consul_fence_deadline(0, 0, 1000, -1), 1);
+}
+
+Test(consul_fence, a_renew_keeps_the_fence_open_for_the_lock_delay_only)
+{
+    /*
+     * The servers may end the session at any moment after they handled the last renew (the
+     * node's serfHealth check, when our own agent dies or is cut off): another instance can
+     * then hold the key a lock-delay later. The fence must close before that.
+     */
+    cr_assert_eq(consul_fence_deadline(10000, 10000, 1000, 10500), 11000 - CONSUL_FENCE_MARGIN_MS);
+    cr_assert_eq(consul_fence_deadline(10000, 10000, 2000, 10500), 12000 - CONSUL_FENCE_MARGIN_MS);
+    for (int64_t ld = CONSUL_LOCK_DELAY_MIN_MS; ld <= 60000; ld += 1500)
+        for (int64_t renew = 0; renew < 20000; renew += 977)
+            for (int64_t alive = 0; alive < 20000; alive += 631) {
+                int64_t d = consul_fence_deadline(renew, 10000, ld, alive);
+                cr_assert_lt(d, alive + CONSUL_ALIVE_TTL_MS); /* the alive check */
+                cr_assert_lt(d, renew + 2 * 10000);           /* the session TTL */
+                cr_assert_lt(d, renew + ld);                  /* serfHealth + lock-delay */
+            }
+}
+
+Test(consul_fence, renews_come_three_times_within_the_span_they_keep_open)
+{
+    cr_assert_eq(consul_renew_every(10000, 1000), (1000 - CONSUL_FENCE_MARGIN_MS) / 3);
+    cr_assert_eq(consul_renew_every(10000, 2000), 500);
+    cr_assert_eq(consul_renew_every(10000, 60000), (10000 - CONSUL_FENCE_MARGIN_MS) / 3,
+                 "TTL bounds the span");
+    cr_assert_eq(consul_renew_every(1000, 1000), 166);
+    for (int64_t ld = CONSUL_LOCK_DELAY_MIN_MS; ld <= 60000; ld += 250)
+        cr_assert_lt(3 * consul_renew_every(10000, ld),
+                     (ld < 10000 ? ld : 10000) - CONSUL_FENCE_MARGIN_MS + 3);
 }
 
 #define S(x) CONSUL_LEASE_##x
