@@ -11,8 +11,8 @@
  * consul_fence_deadline()) + ready refresh every 10 s (0.1/s) + the
  * blocking query (one per change or per 5 min) ~ 7 requests/s.
  *
- * Role: primary only while the lease machine is HOLDING *and* the latest
- * watch result shows our session on the key; everything else is replica
+ * Role: primary only while the lease machine is HOLDING *and* our session is
+ * on the key (the acquire that took it, or the latest watch result); everything else is replica
  * (or unknown before Consul ever answered). Writes are fenced separately by
  * fence_deadline_ms (see consul_fence_deadline()).
  */
@@ -692,6 +692,17 @@ static void acquire_done(const struct consul_http_resp *r, void *arg)
             /* the servers found the session valid as they took the key: as good as a renew */
             if (r->sent_ms > a->renew_ok_sent_ms)
                 a->renew_ok_sent_ms = r->sent_ms;
+            /*
+             * The key is ours now (a raft write): act as primary at once rather than at our
+             * watch's next reply. Peers whose watch answered first forward writes to us meanwhile,
+             * and a 421 to those would send them to wait for yet another primary.
+             */
+            snprintf(a->holder_session, sizeof(a->holder_session), "%s", a->session);
+            snprintf(a->holder.hostname, sizeof(a->holder.hostname), "%s", a->cfg.instance);
+            snprintf(a->holder.advertise_url, sizeof(a->holder.advertise_url), "%s", a->cfg.advertise);
+            a->holder_valid = true;
+            a->key_exists = true;
+            a->key_was_held = true;
             wrote_key(a);
             lease_event(a, CONSUL_LEV_ACQUIRED);
         } else {

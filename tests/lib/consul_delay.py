@@ -2,13 +2,13 @@
 """An HTTP relay in front of a Consul agent that holds back chosen replies.
 
     consul_delay.py --listen 127.0.0.1:PORT --upstream 127.0.0.1:8500 \
-        --path-prefix /v1/session/renew/ --delay 1.8 [--ready FILE]
+        --path-prefix /v1/session/renew/ --delay 1.8 [--method GET] [--ready FILE]
 
 Every request is passed on to the agent (blocking queries included: one thread per client
 connection); the reply to a request whose path starts with --path-prefix is sent --delay
-seconds after the agent gave it. Each held reply is logged on stdout with its times, so a
-test can see what the relay did. Keep-alive on the client side; a new agent connection per
-request.
+seconds after the agent gave it (with --method, only for that method). Each held reply is
+logged on stdout with its times, so a test can see what the relay did. Keep-alive on the
+client side; a new agent connection per request.
 """
 import argparse
 import http.client
@@ -26,6 +26,7 @@ def main():
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--path-prefix", required=True)
     ap.add_argument("--delay", type=float, required=True)
+    ap.add_argument("--method", help="hold back only the replies to this method")
     ap.add_argument("--ready")
     args = ap.parse_args()
     lhost, lport = args.listen.rsplit(":", 1)
@@ -48,7 +49,7 @@ def main():
                 resp = up.getresponse()
                 data = resp.read()
                 got = time.monotonic()
-                if self.path.startswith(args.path_prefix):
+                if self.path.startswith(args.path_prefix) and args.method in (None, self.command):
                     time.sleep(args.delay)
                     with lock:
                         print(f"held {self.command} {self.path.split('?')[0]} {resp.status} "
