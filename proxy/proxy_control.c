@@ -59,7 +59,8 @@ struct control {
     int64_t drain_deadline_ms;
     enum route_gate last_gate;
     char last_gate_reason[ROUTE_REASON_MAX];
-    char last_primary[ROUTE_ID_MAX];
+    char last_primary[ROUTE_ID_MAX];       /* "" while no primary is known */
+    char last_named_primary[ROUTE_ID_MAX]; /* the last primary known, kept through gaps */
 };
 
 /* A worker whose loop has not run its tick for this long is stuck (see watchdog()). */
@@ -124,6 +125,13 @@ static void publish(struct control *ctl)
         proxy_log_info("primary changed", "primary=\"%s\" previous=\"%s\" role=%s", now_primary,
                        ctl->last_primary, route_role_str(s.role));
         snprintf(ctl->last_primary, sizeof(ctl->last_primary), "%s", now_primary);
+    }
+    /*
+     * A failover passes through "no primary" (the key is free for the lock-delay): counting
+     * that gap too would count each failover twice. Only a new primary counts.
+     */
+    if (now_primary[0] && strcmp(now_primary, ctl->last_named_primary) != 0) {
+        snprintf(ctl->last_named_primary, sizeof(ctl->last_named_primary), "%s", now_primary);
         ctl->admin.primary_changes++;
     }
 }
