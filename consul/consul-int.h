@@ -16,6 +16,8 @@
 #define CONSUL_BODY_MAX         (1024 * 1024) /* replies larger than this are refused */
 #define CONSUL_ALIVE_TTL_MS     3000          /* alive TTL check (SPEC §5) */
 #define CONSUL_ALIVE_EVERY_MS   1000          /* alive feed period */
+#define CONSUL_ALIVE_RESEND_MS  400           /* ... this soon after the last while one is unanswered */
+#define CONSUL_ALIVE_IN_FLIGHT  8             /* alive feeds in flight at most */
 #define CONSUL_READY_TTL_MS     30000         /* ready TTL check */
 #define CONSUL_READY_EVERY_MS   10000         /* periodic ready refresh */
 #define CONSUL_FENCE_MARGIN_MS  500           /* safety margin subtracted from the fence */
@@ -204,6 +206,16 @@ int64_t consul_fence_deadline(int64_t renew_sent_ms, int64_t ttl_ms, int64_t loc
  */
 int64_t consul_renew_every(int64_t ttl_ms, int64_t lock_delay_ms);
 #define CONSUL_LOCK_DELAY_MIN_MS 1000 /* below it the fence would leave a renew no time */
+
+/*
+ * The alive feed (SPEC §5). consul_alive_next_ms: when the next pass is due, given the send time
+ * of the latest one and how many are unanswered (feeds do not wait for each other's replies).
+ * consul_alive_chain_ok: may the check have stayed passing up to reply_ms, a pass's successful
+ * reply, given prev_ok_sent_ms, the latest send time among the passes that succeeded before it
+ * (-1: none)? The argument is written out in consul_rules.c.
+ */
+int64_t consul_alive_next_ms(int64_t last_sent_ms, unsigned in_flight);
+bool consul_alive_chain_ok(int64_t prev_ok_sent_ms, int64_t reply_ms);
 
 /* The candidate's lease state machine; every transition goes through consul_lease_next(). */
 enum consul_lease_state {

@@ -7,7 +7,8 @@
  * and handed to the owner's callback whenever it changes.
  *
  * Steady-state requests per instance (10 s TTL, 1 s lock-delay): alive feed
- * 1/s + session renew every (min(TTL, lock-delay) - 0.5 s) / 3 (6/s; see
+ * 1/s (2.5/s while the agent takes over 400 ms to answer: consul_alive_next_ms())
+ * + session renew every (min(TTL, lock-delay) - 0.5 s) / 3 (6/s; see
  * consul_fence_deadline()) + ready refresh every 10 s (0.1/s) + the
  * blocking query (one per change or per 5 min) ~ 7 requests/s.
  *
@@ -27,7 +28,8 @@
 
 #include "consul/consul-int.h"
 
-#define T_ALIVE_MS     2000
+/* an alive reply later than this after its send cannot extend the chain */
+#define T_ALIVE_MS     (CONSUL_ALIVE_TTL_MS - CONSUL_FENCE_MARGIN_MS)
 #define T_SHORT_MS     5000
 #define T_PLAIN_READ   10000
 #define SHUTDOWN_MS    2000
@@ -81,8 +83,13 @@ struct consul_agent {
     int64_t renew_ok_sent_ms;             /* send time of the last successful renew or create */
     unsigned session_checks_fallback : 1; /* agent refused ServiceChecks: bind by Checks ids */
 
-    /* alive chain */
-    int64_t alive_ok_sent_ms; /* send time of the last pass that reached the agent; -1 none */
+    /* alive chain: passes in flight do not wait for each other (consul_alive_next_ms()) */
+    int64_t alive_ok_sent_ms;   /* send time of the last pass that reached the agent; -1 none */
+    int64_t alive_last_sent_ms; /* send time of the latest pass sent; -1 none */
+    struct alive_feed {
+        struct consul_agent *agent;
+        struct consul_http_req *req; /* NULL: free */
+    } alive[CONSUL_ALIVE_IN_FLIGHT];
 
     /* watch */
     uint64_t watch_index;
@@ -143,6 +150,7 @@ static void shutdown_next(struct consul_agent *a);
 static void alive_pass(struct consul_agent *a, int64_t sent_ms);
 static void wrote_key(struct consul_agent *a);
 static void on_alive_timer(evutil_socket_t fd, short what, void *arg);
+static void alive_cancel(struct consul_agent *a);
 
 /* ---------------- small helpers ---------------- */
 
@@ -998,16 +1006,15 @@ static void give_up_session(struct consul_agent *a, const char *why)
  * A pass reached the agent (a feed, or a registration with Status passing):
  * it extends the fence only if the check cannot have gone critical since the
  * previous one, i.e. this reply came back less than alive TTL - margin after
- * the previous successful send. Otherwise (a stall: SIGSTOP, a long pause, a
- * slow or restarted agent) Consul may already have invalidated the session,
- * and a renew cannot prove otherwise (the agent syncs check state to the
- * servers asynchronously), so the session is given up.
+ * the latest successful send before it (consul_alive_chain_ok()). Otherwise
+ * (a stall: SIGSTOP, a long pause, a stalled or restarted agent) Consul may
+ * already have invalidated the session, and a renew cannot prove otherwise
+ * (the agent syncs check state to the servers asynchronously), so the
+ * session is given up.
  */
 static void alive_pass(struct consul_agent *a, int64_t sent_ms)
 {
-    int64_t now = consul_now_ms();
-    bool broken =
-        a->alive_ok_sent_ms < 0 || now - a->alive_ok_sent_ms >= CONSUL_ALIVE_TTL_MS - CONSUL_FENCE_MARGIN_MS;
+    bool broken = !consul_alive_chain_ok(a->alive_ok_sent_ms, consul_now_ms());
 
     if (sent_ms > a->alive_ok_sent_ms)
         a->alive_ok_sent_ms = sent_ms;
@@ -1029,11 +1036,41 @@ static void check_failed(struct consul_agent *a, enum op op, const struct consul
     }
 }
 
+static unsigned alive_in_flight(const struct consul_agent *a)
+{
+    unsigned n = 0;
+
+    for (size_t i = 0; i < CONSUL_ALIVE_IN_FLIGHT; i++)
+        n += a->alive[i].req != NULL;
+    return n;
+}
+
+static void alive_cancel(struct consul_agent *a)
+{
+    for (size_t i = 0; i < CONSUL_ALIVE_IN_FLIGHT; i++) {
+        consul_http_cancel(a->alive[i].req);
+        a->alive[i].req = NULL;
+    }
+}
+
+/* Arm the feed's timer for the next pass: 1 s after the last, sooner while one is unanswered. */
+static void alive_schedule(struct consul_agent *a)
+{
+    if (stopping(a))
+        return;
+    if (!a->registered || a->alive_last_sent_ms < 0) {
+        arm(a->ev_alive, CONSUL_ALIVE_RESEND_MS); /* register_done() feeds at once */
+        return;
+    }
+    arm_from(a->ev_alive, consul_alive_next_ms(a->alive_last_sent_ms, alive_in_flight(a)), 0);
+}
+
 static void alive_done(const struct consul_http_resp *r, void *arg)
 {
-    struct consul_agent *a = arg;
+    struct alive_feed *f = arg;
+    struct consul_agent *a = f->agent;
 
-    a->req[OP_ALIVE] = NULL;
+    f->req = NULL;
     saw(a, r);
     if (stopping(a))
         return;
@@ -1047,18 +1084,34 @@ static void alive_done(const struct consul_http_resp *r, void *arg)
     } else {
         check_failed(a, OP_ALIVE, r);
     }
+    alive_schedule(a);
     publish(a);
 }
 
+/* Send a pass now (also called by register_done()), whatever else is in flight. */
 static void on_alive_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct consul_agent *a = arg;
+    struct alive_feed *f = NULL;
     char path[512];
 
-    if (!a->registered || a->req[OP_ALIVE] || stopping(a))
+    if (stopping(a))
         return;
-    snprintf(path, sizeof(path), "/v1/agent/check/pass/%s", a->alive_id_esc);
-    send_req(a, OP_ALIVE, "PUT", path, NULL, NULL, T_ALIVE_MS, alive_done);
+    for (size_t i = 0; i < CONSUL_ALIVE_IN_FLIGHT && f == NULL; i++)
+        if (a->alive[i].req == NULL)
+            f = &a->alive[i];
+    if (a->registered && f == NULL) {
+        arm(a->ev_alive, CONSUL_ALIVE_RESEND_MS); /* cannot happen: the timeout frees slots first */
+        return;
+    }
+    if (a->registered) {
+        snprintf(path, sizeof(path), "/v1/agent/check/pass/%s", a->alive_id_esc);
+        a->alive_last_sent_ms = consul_now_ms(); /* at or before the request's own sent_ms */
+        f->req = consul_http_request(a->http, "PUT", path, NULL, NULL, T_ALIVE_MS, alive_done, f);
+        if (f->req == NULL)
+            consul_log("error", "msg=\"cannot start Consul request\" op=%s", op_names[OP_ALIVE]);
+    }
+    alive_schedule(a);
 }
 
 static void ready_done(const struct consul_http_resp *r, void *arg)
@@ -1132,6 +1185,7 @@ static void shutdown_finish(struct consul_agent *a)
         consul_http_cancel(a->req[op]);
         a->req[op] = NULL;
     }
+    alive_cancel(a);
     if (a->session[0] && strcmp(a->holder_session, a->session) == 0)
         a->holder_session[0] = '\0'; /* released (or about to vanish with the session) */
     a->session[0] = '\0';
@@ -1229,6 +1283,7 @@ void consul_agent_shutdown(struct consul_agent *a, consul_done_cb done, void *ar
         consul_http_cancel(a->req[op]);
         a->req[op] = NULL;
     }
+    alive_cancel(a);
     evtimer_del(a->ev_watch);
     evtimer_del(a->ev_watch_check);
     evtimer_del(a->ev_lease);
@@ -1377,6 +1432,9 @@ struct consul_agent *consul_agent_new(struct event_base *base, const struct cons
         cfg->peer_url_template && cfg->peer_url_template[0] ? strdup(cfg->peer_url_template) : NULL;
     a->cfg.version = strdup(cfg->version ? cfg->version : "");
     a->alive_ok_sent_ms = -1;
+    a->alive_last_sent_ms = -1;
+    for (size_t i = 0; i < CONSUL_ALIVE_IN_FLIGHT; i++)
+        a->alive[i].agent = a;
     a->last_contact_ms = -1;
     a->gate = ROUTE_GATE_CLOSED;
     snprintf(a->gate_reason, sizeof(a->gate_reason), "starting");
@@ -1417,7 +1475,7 @@ struct consul_agent *consul_agent_new(struct event_base *base, const struct cons
     a->ev_watch_check = evtimer_new(base, on_watch_check, a);
     a->ev_lease = evtimer_new(base, on_lease_timer, a);
     a->ev_renew = evtimer_new(base, on_renew_timer, a);
-    a->ev_alive = event_new(base, -1, EV_PERSIST, on_alive_timer, a);
+    a->ev_alive = evtimer_new(base, on_alive_timer, a);
     a->ev_ready = event_new(base, -1, EV_PERSIST, on_ready_timer, a);
     a->ev_register = evtimer_new(base, on_register_timer, a);
     a->ev_deadline = evtimer_new(base, on_deadline, a);

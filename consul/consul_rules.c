@@ -142,6 +142,36 @@ int64_t consul_renew_every(int64_t ttl_ms, int64_t lock_delay_ms)
     return every < 100 ? 100 : every;
 }
 
+/*
+ * Why a slow agent does not break the alive chain, and a stall does.
+ *
+ * The agent turns the check critical once 3 s pass without a pass *received*. We never know
+ * when one was received, only that it was between its send and its reply. So when a pass's
+ * reply comes back at reply_ms, some earlier successful pass sent at prev_ok_sent_ms was
+ * received at or after that send, and this one at or before reply_ms: if reply_ms -
+ * prev_ok_sent_ms < TTL - margin, no 3 s went by without a pass between the two (passes in
+ * between, or received out of order, only shorten the gaps). Otherwise the check may have
+ * gone critical and Consul may have invalidated the session meanwhile.
+ *
+ * With one pass at a time on a 1 s tick, a reply 1 s or more late made the tick skip, so the
+ * next pass went 2 s after the last and reply - previous send = 2 s + D: the chain "broke" for
+ * a check that never stopped passing. So passes do not wait for each other: one every second, and
+ * while one is unanswered the next goes CONSUL_ALIVE_RESEND_MS after the last, which keeps
+ * reply - previous send = RESEND + D: a chain holds with replies up to TTL - margin -
+ * RESEND (2.1 s) late. A stalled process or agent still breaks it: nothing is received (or
+ * processed) for the stall, and the first reply after it is more than 2.5 s after every
+ * send before it.
+ */
+int64_t consul_alive_next_ms(int64_t last_sent_ms, unsigned in_flight)
+{
+    return last_sent_ms + (in_flight > 0 ? CONSUL_ALIVE_RESEND_MS : CONSUL_ALIVE_EVERY_MS);
+}
+
+bool consul_alive_chain_ok(int64_t prev_ok_sent_ms, int64_t reply_ms)
+{
+    return prev_ok_sent_ms >= 0 && reply_ms - prev_ok_sent_ms < CONSUL_ALIVE_TTL_MS - CONSUL_FENCE_MARGIN_MS;
+}
+
 static const char *const lease_state_names[CONSUL_LEASE_COUNT] = {
     [CONSUL_LEASE_INIT] = "init",         [CONSUL_LEASE_WATCH_ONLY] = "watch-only",
     [CONSUL_LEASE_CREATING] = "creating", [CONSUL_LEASE_ACQUIRING] = "acquiring",

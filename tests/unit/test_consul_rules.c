@@ -113,6 +113,63 @@ Test(consul_fence, renews_come_three_times_within_the_span_they_keep_open)
                      (ld < 10000 ? ld : 10000) - CONSUL_FENCE_MARGIN_MS + 3);
 }
 
+/*
+ * The alive feed as consul_agent.c runs it, on a millisecond clock: a pass is sent when
+ * consul_alive_next_ms() says so, its reply comes delay_ms later (none past the 2.5 s timeout),
+ * and each reply is checked with consul_alive_chain_ok() against the latest send that succeeded
+ * before it. Between stall_from and stall_to the process runs nothing (SIGSTOP): replies due
+ * then are handled at stall_to. Returns how many replies broke the chain.
+ */
+static int alive_sim(int64_t delay_ms, int64_t stall_from, int64_t stall_to)
+{
+    enum { N = 256 };
+    int64_t sent[N], reply[N], last_sent = -1, ok_sent = -1;
+    int n = 0, broken = 0;
+    bool done[N] = {false};
+
+    for (int64_t t = 0; t < 60000; t++) {
+        if (t >= stall_from && t < stall_to)
+            continue;
+        unsigned in_flight = 0;
+        for (int i = 0; i < n; i++) {
+            if (done[i] || reply[i] > t)
+                continue;
+            done[i] = true;
+            if (reply[i] - sent[i] >= CONSUL_ALIVE_TTL_MS - CONSUL_FENCE_MARGIN_MS)
+                continue; /* timed out */
+            if (ok_sent >= 0 && !consul_alive_chain_ok(ok_sent, t))
+                broken++;
+            if (sent[i] > ok_sent)
+                ok_sent = sent[i];
+        }
+        for (int i = 0; i < n; i++)
+            in_flight += !done[i];
+        if ((last_sent < 0 || t >= consul_alive_next_ms(last_sent, in_flight)) && n < N) {
+            sent[n] = last_sent = t;
+            reply[n++] = t + delay_ms;
+        }
+    }
+    return broken;
+}
+
+Test(consul_alive, slow_agent_keeps_the_chain_a_stall_breaks_it)
+{
+    cr_assert_eq(consul_alive_next_ms(5000, 0), 5000 + CONSUL_ALIVE_EVERY_MS);
+    cr_assert_lt(consul_alive_next_ms(5000, 1), 5000 + CONSUL_ALIVE_EVERY_MS,
+                 "sooner while one is unanswered");
+    cr_assert(!consul_alive_chain_ok(-1, 100), "no pass before: nothing proves the check passing");
+    cr_assert(consul_alive_chain_ok(1000, 1000 + CONSUL_ALIVE_TTL_MS - CONSUL_FENCE_MARGIN_MS - 1));
+    cr_assert(!consul_alive_chain_ok(1000, 1000 + CONSUL_ALIVE_TTL_MS - CONSUL_FENCE_MARGIN_MS));
+    /* replies up to 2 s late: never broken (one pass at a time broke from about 1 s) */
+    for (int64_t d = 0; d <= 2000; d += 50)
+        cr_assert_eq(alive_sim(d, -1, -1), 0, "replies %lld ms late broke the chain", (long long)d);
+    /* the process stopped for 3 s: broken, with fast or slow replies */
+    cr_assert_gt(alive_sim(5, 20000, 23000), 0);
+    cr_assert_gt(alive_sim(1200, 20000, 23000), 0);
+    /* a 1 s pause (+ up to 1 s since the last pass + the reply) stays under TTL - margin */
+    cr_assert_eq(alive_sim(5, 20000, 21000), 0);
+}
+
 #define S(x) CONSUL_LEASE_##x
 #define E(x) CONSUL_LEV_##x
 
