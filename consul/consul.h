@@ -41,9 +41,14 @@ struct consul_state {
     int64_t primary_since_ms;  /* wall clock */
     uint64_t lease_index;      /* ModifyIndex of the lease key */
     int64_t fence_deadline_ms; /* CLOCK_MONOTONIC ms; writes refused locally from then on (primary only) */
+    /*
+     * This instance holds the lease but its fence has run out (Consul unreachable or not
+     * answering in time): role is unknown and no primary is known until Consul answers again.
+     */
+    bool fenced;
     bool reachable;
-    bool known_leader;
-    int64_t last_contact_ms;
+    bool known_leader;       /* false while Consul does not answer */
+    int64_t last_contact_ms; /* X-Consul-LastContact; -1 unknown (also while Consul does not answer) */
 };
 
 typedef void (*consul_state_cb)(const struct consul_state *state, void *arg);

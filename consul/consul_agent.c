@@ -133,6 +133,7 @@ struct consul_agent {
 
     struct event *ev_watch, *ev_watch_check, *ev_lease, *ev_renew, *ev_alive, *ev_ready, *ev_register;
     struct event *ev_deadline, *ev_done;
+    struct event *ev_fence; /* the holder's fence runs out: publish role unknown */
 
     consul_done_cb done;
     void *done_arg;
@@ -209,6 +210,10 @@ static struct consul_http_req *send_req(struct consul_agent *a, enum op op, cons
 static void saw(struct consul_agent *a, const struct consul_http_resp *r)
 {
     a->reachable = r->status != 0;
+    if (!a->reachable) { /* what Consul said last is no longer known to hold */
+        a->known_leader = false;
+        a->last_contact_ms = -1;
+    }
     if (r->has_leader)
         a->known_leader = r->known_leader;
     if (r->last_contact_ms >= 0)
@@ -315,6 +320,15 @@ static void compute_state(struct consul_agent *a, struct consul_state *st)
 {
     memset(st, 0, sizeof(*st));
     st->role = current_role(a);
+    /*
+     * A holder that can no longer prove its session alive (writes already fenced) may have lost
+     * the lease to another instance without knowing it: it does not claim to be the primary
+     * (Fly-Primary-Instance, is_primary) until Consul answers and the fence moves on again.
+     */
+    if (st->role == ROUTE_ROLE_PRIMARY && !watcher_is_named(a) && consul_now_ms() >= fence_deadline(a)) {
+        st->role = ROUTE_ROLE_UNKNOWN;
+        st->fenced = true;
+    }
     if (st->role == ROUTE_ROLE_PRIMARY) {
         st->primary_known = true;
         snprintf(st->primary_id, sizeof(st->primary_id), "%s", a->cfg.instance);
@@ -364,6 +378,10 @@ static void publish(struct consul_agent *a)
     enum route_role old_role = a->published.role;
 
     compute_state(a, &st);
+    if (st.role == ROUTE_ROLE_PRIMARY && st.fence_deadline_ms > 0)
+        arm_from(a->ev_fence, st.fence_deadline_ms, 1); /* on_fence_timer(): publish it running out */
+    else
+        evtimer_del(a->ev_fence);
     if (a->published_once && memcmp(&st, &a->published, sizeof(st)) == 0)
         return;
 
@@ -375,12 +393,17 @@ static void publish(struct consul_agent *a)
                    (unsigned long long)st.lease_index);
     memcpy(&a->published, &st, sizeof(st));
     a->published_once = true;
-    /* Tags follow the role; Consul DNS primary.<service> depends on it. */
+    /* Tags follow the lease (not the fence); Consul DNS primary.<service> depends on it. */
     if (a->cfg.register_service && a->registered &&
-        (st.role == ROUTE_ROLE_PRIMARY) != (a->registered_role == ROUTE_ROLE_PRIMARY))
+        (current_role(a) == ROUTE_ROLE_PRIMARY) != (a->registered_role == ROUTE_ROLE_PRIMARY))
         register_now(a);
     if (a->cb)
         a->cb(&st, a->cb_arg);
+}
+
+static void on_fence_timer(evutil_socket_t fd, short what, void *arg)
+{
+    publish(arg);
 }
 
 /* ---------------- the lease machine ---------------- */
@@ -1291,6 +1314,7 @@ void consul_agent_shutdown(struct consul_agent *a, consul_done_cb done, void *ar
     evtimer_del(a->ev_alive);
     evtimer_del(a->ev_ready);
     evtimer_del(a->ev_register);
+    evtimer_del(a->ev_fence);
     lease_event(a, CONSUL_LEV_SHUTDOWN); /* publishes role replica: writes stop before ?release= */
     arm(a->ev_deadline, SHUTDOWN_MS);
     a->shutdown_step = 0;
@@ -1480,8 +1504,9 @@ struct consul_agent *consul_agent_new(struct event_base *base, const struct cons
     a->ev_register = evtimer_new(base, on_register_timer, a);
     a->ev_deadline = evtimer_new(base, on_deadline, a);
     a->ev_done = evtimer_new(base, on_done, a);
+    a->ev_fence = evtimer_new(base, on_fence_timer, a);
     if (!a->ev_watch || !a->ev_watch_check || !a->ev_lease || !a->ev_renew || !a->ev_alive || !a->ev_ready ||
-        !a->ev_register || !a->ev_deadline || !a->ev_done)
+        !a->ev_register || !a->ev_deadline || !a->ev_done || !a->ev_fence)
         goto fail;
     consul_bucket_init(&a->bucket, consul_now_ms());
     return a;
@@ -1534,6 +1559,8 @@ void consul_agent_free(struct consul_agent *a)
         event_free(a->ev_deadline);
     if (a->ev_done)
         event_free(a->ev_done);
+    if (a->ev_fence)
+        event_free(a->ev_fence);
     consul_http_conf_free(&a->conf);
     free((char *)a->cfg.lease_key);
     free((char *)a->cfg.instance);

@@ -140,7 +140,12 @@ static void lease_changed(const struct consul_state *st, void *arg)
 {
     struct control *ctl = arg;
     ctl->lease = *st;
-    health_set_role(ctl->health, st->role);
+    /*
+     * A fenced holder reports role unknown, but its tenure has not ended: health/ must not
+     * close the gate for the migrate command ("waiting for the lease"), nor run it again when
+     * the fence moves on. (Writes stay fenced in routing/ meanwhile.)
+     */
+    health_set_role(ctl->health, st->fenced ? ROUTE_ROLE_PRIMARY : st->role);
     publish(ctl);
 }
 
