@@ -301,8 +301,13 @@ void proxy_timer_set_at(struct proxy_worker *w, struct tnode *t, enum proxy_time
 void proxy_timer_clear(struct tnode *t);
 void proxy_free_later(struct proxy_worker *w, void *p);
 void proxy_conn_flush_queued(struct proxy_worker *w);
-__attribute__((warn_unused_result)) int proxy_parse_addr(const char *hostport, struct sockaddr_storage *ss,
-                                                         socklen_t *len);
+/*
+ * "host:port" (IPv6 as "[::1]:port") to the first address it resolves to. passive: for a
+ * listener, where an empty host (":8080") means every IPv4 interface; otherwise an empty host is
+ * the loopback. Returns 0, or -1 when it does not resolve.
+ */
+__attribute__((warn_unused_result)) int proxy_parse_addr(const char *hostport, bool passive,
+                                                         struct sockaddr_storage *ss, socklen_t *len);
 
 /* proxy_conn.c */
 void proxy_client_accept(struct proxy_worker *w, int fd, const struct sockaddr_storage *peer);

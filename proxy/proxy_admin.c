@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -535,32 +536,20 @@ static void handle(struct evhttp_request *req, void *arg)
                    "not found: try / (status page), /status, /cluster, /health, /metrics or POST /handoff");
 }
 
-int proxy_admin_start(struct proxy_admin *a, struct event_base *base, const char *hostport)
+int proxy_admin_start(struct proxy_admin *a, struct event_base *base, const struct sockaddr *addr,
+                      socklen_t len)
 {
-    char host[256];
-    const char *colon = strrchr(hostport, ':');
-    if (!colon || (size_t)(colon - hostport) >= sizeof(host))
-        return -1;
-    const char *h = hostport;
-    size_t hlen = (size_t)(colon - hostport);
-    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') { /* [::]:9901 */
-        h++;
-        hlen -= 2;
-    }
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    a->http = evhttp_new(base);
-    if (!a->http)
-        return -1;
+    struct evconnlistener *l = evconnlistener_new_bind(
+        base, NULL, NULL, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, addr,
+        (int)len);
+    if (!l)
+        return -1; /* errno is the bind's or listen's: kept for the caller's message */
+    if (!(a->http = evhttp_new(base)))
+        goto out_listener;
+    if (!evhttp_bind_listener(a->http, l)) /* on success a->http owns l */
+        goto out_http;
     evhttp_set_gencb(a->http, handle, a);
     evhttp_set_timeout(a->http, 10);
-    if (!evhttp_bind_socket_with_handle(a->http, host, (ev_uint16_t)atoi(colon + 1))) {
-        int e = errno; /* the bind's: kept for the caller's message */
-        evhttp_free(a->http);
-        a->http = NULL;
-        errno = e;
-        return -1;
-    }
     struct proxy_config *cfg = a->px->cfg;
     /* without it the page shows this instance only; the proxy itself does not need it */
     if (!strcmp(cfg->lease, "consul") &&
@@ -568,6 +557,14 @@ int proxy_admin_start(struct proxy_admin *a, struct event_base *base, const char
         proxy_log_warn("status page: cannot watch the service in Consul; showing this instance only",
                        "service=%s", cfg->service);
     return 0;
+
+out_http:
+    evhttp_free(a->http);
+    a->http = NULL;
+out_listener:
+    evconnlistener_free(l);
+    errno = ENOMEM;
+    return -1;
 }
 
 void proxy_admin_stop(struct proxy_admin *a)

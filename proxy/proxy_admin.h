@@ -31,12 +31,12 @@ struct proxy_admin {
 extern const char proxy_admin_page[];
 
 /*
- * Listen on hostport ("host:port") on base (the control thread's loop). With the consul lease it
- * also creates the catalog watch behind /cluster, which runs only while the page is open.
- * Returns 0, or -1 with nothing to stop.
+ * Listen on addr (proxy_parse_addr() of --admin) on base (the control thread's loop). With the
+ * consul lease it also creates the catalog watch behind /cluster, which runs only while the page
+ * is open. Returns 0, or -1 with errno set and nothing to stop.
  */
 __attribute__((warn_unused_result)) int proxy_admin_start(struct proxy_admin *a, struct event_base *base,
-                                                          const char *hostport);
+                                                          const struct sockaddr *addr, socklen_t len);
 void proxy_admin_stop(struct proxy_admin *a);
 
 #endif

@@ -497,11 +497,11 @@ int proxy_run(int argc, char **argv)
     ctl->admin.consul_errors_cb = consul_errors;
     ctl->admin.migrations_cb = migrations;
     snprintf(ctl->px.target_hostport, sizeof(ctl->px.target_hostport), "%s", ctl->cfg.target);
-    if (proxy_parse_addr(ctl->cfg.listen, &ctl->px.listen_addr, &ctl->px.listen_len) < 0) {
+    if (proxy_parse_addr(ctl->cfg.listen, true, &ctl->px.listen_addr, &ctl->px.listen_len) < 0) {
         fprintf(stderr, "leaseway: --listen \"%s\": not an address I can listen on\n", ctl->cfg.listen);
         goto out_cfg;
     }
-    if (proxy_parse_addr(ctl->cfg.target, &ctl->px.target_addr, &ctl->px.target_len) < 0) {
+    if (proxy_parse_addr(ctl->cfg.target, false, &ctl->px.target_addr, &ctl->px.target_len) < 0) {
         fprintf(stderr, "leaseway: --target \"%s\": cannot resolve\n", ctl->cfg.target);
         goto out_cfg;
     }
@@ -549,10 +549,17 @@ int proxy_run(int argc, char **argv)
         fprintf(stderr, "leaseway: cannot start workers on %s: %s\n", ctl->cfg.listen, strerror(errno));
         goto out_base;
     }
-    errno = 0;
-    if (strcmp(ctl->cfg.admin, "off") != 0 && proxy_admin_start(&ctl->admin, ctl->base, ctl->cfg.admin) < 0) {
-        fprintf(stderr, "leaseway: cannot listen on --admin %s: %s\n", ctl->cfg.admin,
-                errno ? strerror(errno) : "not an address");
+    struct sockaddr_storage admin_addr;
+    socklen_t admin_len = 0;
+    bool admin = strcmp(ctl->cfg.admin, "off") != 0;
+    if (admin && proxy_parse_addr(ctl->cfg.admin, true, &admin_addr, &admin_len) < 0) {
+        fprintf(stderr, "leaseway: --admin \"%s\": not an address I can listen on\n", ctl->cfg.admin);
+        proxy_workers_stop(&ctl->px);
+        (void)proxy_workers_join(&ctl->px);
+        goto out_base;
+    }
+    if (admin && proxy_admin_start(&ctl->admin, ctl->base, (struct sockaddr *)&admin_addr, admin_len) < 0) {
+        fprintf(stderr, "leaseway: cannot listen on --admin %s: %s\n", ctl->cfg.admin, strerror(errno));
         proxy_workers_stop(&ctl->px);
         (void)proxy_workers_join(&ctl->px);
         goto out_base;

@@ -108,7 +108,8 @@ static int handoff(int argc, char **argv)
         }
     }
     char url[512];
-    snprintf(url, sizeof(url), "http://%s/handoff", admin);
+    /* an admin listener on ":9901" listens on every interface, loopback included */
+    snprintf(url, sizeof(url), "http://%s%s/handoff", admin[0] == ':' ? "127.0.0.1" : "", admin);
     CURL *h = curl_easy_init();
     if (!h)
         return 1;

@@ -71,7 +71,7 @@ int proxy_sock_send(struct evbuffer *b, int fd)
     return (int)r;
 }
 
-int proxy_parse_addr(const char *hostport, struct sockaddr_storage *ss, socklen_t *len)
+int proxy_parse_addr(const char *hostport, bool passive, struct sockaddr_storage *ss, socklen_t *len)
 {
     char host[256];
     const char *colon = strrchr(hostport, ':');
@@ -86,6 +86,11 @@ int proxy_parse_addr(const char *hostport, struct sockaddr_storage *ss, socklen_
         h++;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    if (passive && !*h) {
+        /* ":8080" listens on every IPv4 interface, as nginx's "listen 8080" and HAProxy's "bind :8080" */
+        hints.ai_family = AF_INET;
+        hints.ai_flags |= AI_PASSIVE;
+    }
     struct addrinfo *res = NULL;
     if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res) != 0 || !res)
         return -1;
