@@ -304,7 +304,8 @@ void proxy_conn_flush_queued(struct proxy_worker *w);
 /*
  * "host:port" (IPv6 as "[::1]:port") to the first address it resolves to. passive: for a
  * listener, where an empty host (":8080") means every IPv4 interface; otherwise an empty host is
- * the loopback. Returns 0, or -1 when it does not resolve.
+ * the loopback. The port must pass proxy_config_parse_port(). Returns 0, or -1 when the port is
+ * bad or the host does not resolve.
  */
 __attribute__((warn_unused_result)) int proxy_parse_addr(const char *hostport, bool passive,
                                                          struct sockaddr_storage *ss, socklen_t *len);

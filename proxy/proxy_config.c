@@ -174,6 +174,22 @@ int proxy_config_parse_duration(const char *s, int64_t *ms)
     return 0;
 }
 
+int proxy_config_parse_port(const char *s)
+{
+    /* the whole string, digits only (no sign, space or "0x"), leading zeros allowed: "08080" */
+    long port = 0;
+    if (!*s)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        port = port * 10 + (*s - '0');
+        if (port > 65535)
+            return -1;
+    }
+    return port >= 1 ? (int)port : -1;
+}
+
 int proxy_config_parse_bool(const char *s, bool *out)
 {
     if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "on")) {
@@ -512,10 +528,11 @@ static int dup_default(char **field, const char *v)
     return (*field = strdup(v)) ? 0 : -1;
 }
 
+/* the port of "host:port" (proxy_config_parse_port()), or -1 */
 static int port_of(const char *hostport)
 {
     const char *c = strrchr(hostport, ':');
-    return c ? atoi(c + 1) : 0;
+    return c ? proxy_config_parse_port(c + 1) : -1;
 }
 
 /*
@@ -605,16 +622,19 @@ static int finish(struct proxy_config *cfg)
         err("--target is required: the local app's host:port, e.g. --target 127.0.0.1:3000");
         return -1;
     }
-    if (!strchr(cfg->target, ':') || port_of(cfg->target) <= 0 || port_of(cfg->target) > 65535) {
-        err("--target \"%s\": expected host:port", cfg->target);
+    if (port_of(cfg->target) < 0) {
+        err("--target \"%s\": expected host:port, the port from 1 to 65535", cfg->target);
         return -1;
     }
-    if (!strchr(cfg->listen, ':') || port_of(cfg->listen) < 0 || port_of(cfg->listen) > 65535) {
-        err("--listen \"%s\": expected host:port", cfg->listen);
+    if (port_of(cfg->listen) < 0) {
+        err("--listen \"%s\": expected host:port, the port from 1 to 65535 (host empty: every interface)",
+            cfg->listen);
         return -1;
     }
-    if (strcmp(cfg->admin, "off") != 0 && (!strchr(cfg->admin, ':') || port_of(cfg->admin) <= 0)) {
-        err("--admin \"%s\": expected host:port or off", cfg->admin);
+    if (strcmp(cfg->admin, "off") != 0 && port_of(cfg->admin) < 0) {
+        err("--admin \"%s\": expected host:port, the port from 1 to 65535 (host empty: every interface), or "
+            "off",
+            cfg->admin);
         return -1;
     }
     if (cfg->workers > 256) {

@@ -78,6 +78,8 @@ void proxy_config_free(struct proxy_config *cfg);
 /* Parse Go-style durations: "500ms", "5s", "1m30s", "0". Returns 0 or -1. */
 __attribute__((warn_unused_result)) int proxy_config_parse_duration(const char *s, int64_t *ms);
 __attribute__((warn_unused_result)) int proxy_config_parse_bool(const char *s, bool *out);
+/* A TCP port: the whole string decimal digits, 1 to 65535. Returns the port or -1. */
+__attribute__((warn_unused_result)) int proxy_config_parse_port(const char *s);
 
 /* Print every option with its flag, environment variable and default. */
 void proxy_config_usage(FILE *out);

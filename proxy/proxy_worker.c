@@ -75,7 +75,7 @@ int proxy_parse_addr(const char *hostport, bool passive, struct sockaddr_storage
 {
     char host[256];
     const char *colon = strrchr(hostport, ':');
-    if (!colon || (size_t)(colon - hostport) >= sizeof(host))
+    if (!colon || (size_t)(colon - hostport) >= sizeof(host) || proxy_config_parse_port(colon + 1) < 0)
         return -1;
     size_t hlen = (size_t)(colon - hostport);
     memcpy(host, hostport, hlen);

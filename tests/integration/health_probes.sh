@@ -212,7 +212,7 @@ check "G: probe runs again after the timeout" [ "$(wc -l <"$T/hung.pids")" -ge 2
 bad() {
     local desc=$1 want=$2 out rc
     shift 2
-    out=$("$LEASEWAY_BIN" run --listen 127.0.0.1:0 --admin off --target 127.0.0.1:1 "$@" 2>&1 </dev/null)
+    out=$("$LEASEWAY_BIN" run --listen 127.0.0.1:1 --admin off --target 127.0.0.1:1 "$@" 2>&1 </dev/null)
     rc=$?
     check "start-up refused: $desc (exit $rc)" [ "$rc" -ne 0 ]
     expect_match "start-up refused: $desc: message" "$out" "$want"

@@ -35,6 +35,12 @@ refused "a --passthrough glob not starting with /" "passthrough" "${T[@]}" --pas
 refused "--lease-ttl 0" "lease-ttl" "${T[@]}" --lease-key k --lease-ttl 0
 refused "a --consul-addr with an ftp:// scheme" "scheme" "${T[@]}" --lease-key k --consul-addr ftp://x
 refused "a --consul-addr that is not host:port" "Consul address" "${T[@]}" --lease-key k --consul-addr 'not a url'
+# ports are read whole and must be 1 to 65535 (atoi() bound 88901 as 23365, "99x" as 99, "" and 0 as random)
+refused "--admin 127.0.0.1:88901" '--admin "127.0.0.1:88901": expected host:port' "${T[@]}" --admin 127.0.0.1:88901
+refused "--admin 127.0.0.1:99x" '--admin "127.0.0.1:99x": expected host:port' "${T[@]}" --admin 127.0.0.1:99x
+refused "--listen 127.0.0.1: (no port)" '--listen "127.0.0.1:": expected host:port' "${T[@]}" --listen 127.0.0.1:
+refused "--listen :0" '--listen ":0": expected host:port' "${T[@]}" --listen :0
+refused "--target 127.0.0.1:70000" '--target "127.0.0.1:70000": expected host:port' --target 127.0.0.1:70000
 CONSUL_HTTP_TOKEN_FILE=$d/nonexistent refused "an unreadable CONSUL_HTTP_TOKEN_FILE" "token" \
     "${T[@]}" --lease-key k
 CONSUL_HTTP_SSL=maybe refused "CONSUL_HTTP_SSL=maybe" "CONSUL_HTTP_SSL" "${T[@]}" --lease-key k

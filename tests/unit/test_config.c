@@ -4,11 +4,13 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "proxy/proxy.h"
 #include "proxy/proxy_config.h"
 
 Test(config, durations)
@@ -39,6 +41,27 @@ Test(config, booleans)
     cr_expect(proxy_config_parse_bool("FALSE", &b) == 0 && !b);
     cr_expect(proxy_config_parse_bool("1", &b) == 0 && b);
     cr_expect_eq(proxy_config_parse_bool("maybe", &b), -1);
+}
+
+/* One strict port parser for --listen, --admin and --target: atoi() took "99x" as 99, 88901 as 23365. */
+Test(config, ports_are_strict)
+{
+    cr_expect_eq(proxy_config_parse_port("1"), 1);
+    cr_expect_eq(proxy_config_parse_port("8080"), 8080);
+    cr_expect_eq(proxy_config_parse_port("65535"), 65535);
+    const char *bad[] = {"",    "0",  "65536", "88901", "99x",  "x99",
+                         "+80", "-1", " 80",   "80 ",   "0x50", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_expect_eq(proxy_config_parse_port(bad[i]), -1, "\"%s\" taken as a port", bad[i]);
+
+    /* at bind time too: the address a listener binds is never a port the check did not see */
+    struct sockaddr_storage ss;
+    socklen_t len;
+    cr_expect_eq(proxy_parse_addr("127.0.0.1:8080", true, &ss, &len), 0);
+    cr_expect_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port), 8080);
+    const char *bad_addr[] = {"127.0.0.1:88901", "127.0.0.1:99x", "127.0.0.1:", ":0", "[::1]:65536"};
+    for (size_t i = 0; i < sizeof(bad_addr) / sizeof(bad_addr[0]); i++)
+        cr_expect_eq(proxy_parse_addr(bad_addr[i], true, &ss, &len), -1, "\"%s\" parsed", bad_addr[i]);
 }
 
 static int load(struct proxy_config *cfg, int argc, const char **argv)
