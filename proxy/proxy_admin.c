@@ -16,6 +16,7 @@
 #include <event2/listener.h>
 #include <jansson.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -24,11 +25,23 @@
 #include "proxy/proxy_log.h"
 #include "routing/route_snapshot.h"
 
+/*
+ * Every admin response goes out here. A response to HEAD has the headers GET would have, its
+ * Content-Length included, and no body (RFC 9110 §9.3.2): libevent 2.1's evhttp_send_reply()
+ * writes the body after a HEAD's headers, without a Content-Length, and a keep-alive client
+ * then reads that body as the start of its next response.
+ */
 static void reply(struct evhttp_request *req, int code, const char *type, struct evbuffer *body)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", type);
     evhttp_add_header(h, "Cache-Control", "no-store");
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        char len[24];
+        snprintf(len, sizeof(len), "%zu", body ? evbuffer_get_length(body) : (size_t)0);
+        evhttp_add_header(h, "Content-Length", len);
+        body = NULL;
+    }
     evhttp_send_reply(req, code, NULL, body);
 }
 

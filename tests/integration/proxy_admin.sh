@@ -123,6 +123,37 @@ ck.ok("leaseway_connections counts the open client connection (>= 1)", conns is 
 ck.done()
 EOF
 
+# HEAD on the admin listener (RFC 9110 §9.3.2): GET's headers, Content-Length included, and no
+# body; libevent 2.1 sent the body without a Content-Length, and a keep-alive client read it as
+# the start of its next response. For each path, on one connection: GET, HEAD, then GET /health.
+pyrun head "$LW_ADMIN" <<'EOF'
+import sys
+from rawhttp import Client, Check
+ck = Check()
+admin = int(sys.argv[1])
+for path in ("/health", "/metrics", "/status", "/"):
+    with ck.step("HEAD %s on a keep-alive connection" % path):
+        c = Client(admin)
+        c.send("GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path)
+        get = c.response()
+        c.send("HEAD %s HTTP/1.1\r\nHost: a\r\n\r\n" % path)
+        head = c.response("HEAD")
+        ck.eq("HEAD %s: 200" % path, head.status, 200)
+        cl = head.get("content-length")
+        if path == "/health":
+            ck.eq("HEAD /health: the Content-Length of GET's body", cl, str(len(get.body)))
+        else:  # times and counters change from one request to the next: a length, not 0
+            ck.ok("HEAD %s: a Content-Length" % path, cl is not None and int(cl) > 0, "got %r" % cl)
+        ck.eq("HEAD %s: GET's Content-Type" % path, head.get("content-type"), get.get("content-type"))
+        c.send("GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+        nxt = c.response()
+        ck.eq("GET /health after HEAD %s: 200" % path, nxt.status, 200)
+        ck.ok("GET /health after HEAD %s: nothing left over on the connection" % path,
+              not c.buf and not c.closed(0.3), "left %r" % c.buf[:80])
+        c.close()
+ck.done()
+EOF
+
 # POST /handoff moves the primary: a page open in the operator's browser must not be able to
 # send it (CSRF). Requests that say they come from another site (Origin not this listener,
 # Sec-Fetch-Site other than same-origin/none) get 403 before anything else; curl, leaseway
