@@ -486,7 +486,8 @@ int proxy_run(int argc, char **argv)
         goto out_cfg;
     /* --check goes through every start-up check below, then stops before anything starts */
     proxy_log_setup(ctl->cfg.log_format, ctl->cfg.log_level);
-    if (!ctl->cfg.check && proxy_log_access_open(ctl->cfg.access_log) < 0)
+    if (ctl->cfg.check ? proxy_log_access_check(ctl->cfg.access_log) < 0
+                       : proxy_log_access_open(ctl->cfg.access_log) < 0)
         goto out_cfg;
     ctl->px.cfg = &ctl->cfg;
     ctl->px.nworkers = (size_t)ctl->cfg.workers;
@@ -503,6 +504,13 @@ int proxy_run(int argc, char **argv)
     }
     if (proxy_parse_addr(ctl->cfg.target, false, &ctl->px.target_addr, &ctl->px.target_len) < 0) {
         fprintf(stderr, "leaseway: --target \"%s\": cannot resolve\n", ctl->cfg.target);
+        goto out_cfg;
+    }
+    struct sockaddr_storage admin_addr;
+    socklen_t admin_len = 0;
+    bool admin = strcmp(ctl->cfg.admin, "off") != 0;
+    if (admin && proxy_parse_addr(ctl->cfg.admin, true, &admin_addr, &admin_len) < 0) {
+        fprintf(stderr, "leaseway: --admin \"%s\": not an address I can listen on\n", ctl->cfg.admin);
         goto out_cfg;
     }
     if (ctl->cfg.peer_secret_file && proxy_load_peer_secret(&ctl->px, ctl->cfg.peer_secret_file) < 0)
@@ -547,15 +555,6 @@ int proxy_run(int argc, char **argv)
 
     if (proxy_workers_start(&ctl->px) < 0) {
         fprintf(stderr, "leaseway: cannot start workers on %s: %s\n", ctl->cfg.listen, strerror(errno));
-        goto out_base;
-    }
-    struct sockaddr_storage admin_addr;
-    socklen_t admin_len = 0;
-    bool admin = strcmp(ctl->cfg.admin, "off") != 0;
-    if (admin && proxy_parse_addr(ctl->cfg.admin, true, &admin_addr, &admin_len) < 0) {
-        fprintf(stderr, "leaseway: --admin \"%s\": not an address I can listen on\n", ctl->cfg.admin);
-        proxy_workers_stop(&ctl->px);
-        (void)proxy_workers_join(&ctl->px);
         goto out_base;
     }
     if (admin && proxy_admin_start(&ctl->admin, ctl->base, (struct sockaddr *)&admin_addr, admin_len) < 0) {

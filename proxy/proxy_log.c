@@ -7,9 +7,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -230,6 +233,42 @@ int proxy_log_access_open(const char *where)
     }
     access_fd = fd;
     access_owned = true;
+    return 0;
+}
+
+/*
+ * Why open(path, O_WRONLY | O_APPEND | O_CREAT) would fail, as an errno, found without creating
+ * the file (a FIFO is not opened either: that could block or make its reader see an EOF); 0 if it
+ * would succeed.
+ */
+static int append_errno(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return EISDIR;
+        return access(path, W_OK) == 0 ? 0 : errno;
+    }
+    if (errno != ENOENT)
+        return errno;
+    char *copy = strdup(path);
+    if (!copy)
+        return ENOMEM;
+    int e = access(dirname(copy), W_OK | X_OK) == 0 ? 0 : errno;
+    free(copy);
+    return e;
+}
+
+int proxy_log_access_check(const char *where)
+{
+    if (!where || !*where || !strcmp(where, "off") || !strcmp(where, "stderr") || !strcmp(where, "-") ||
+        !strcmp(where, "stdout"))
+        return 0;
+    int e = append_errno(where);
+    if (e) {
+        fprintf(stderr, "leaseway: --access-log %s: %s\n", where, strerror(e));
+        return -1;
+    }
     return 0;
 }
 

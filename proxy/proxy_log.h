@@ -47,6 +47,12 @@ void proxy_log_scrub(char *buf);
  * -1 after printing "leaseway: --access-log PATH: <why>" to stderr.
  */
 __attribute__((warn_unused_result)) int proxy_log_access_open(const char *where);
+/*
+ * --check: whether proxy_log_access_open(where) would succeed (the file writable, or its directory
+ * when it does not exist yet), without creating or opening anything. Returns 0, or -1 after
+ * printing the line proxy_log_access_open() would print.
+ */
+__attribute__((warn_unused_result)) int proxy_log_access_check(const char *where);
 void proxy_log_access_close(void);
 
 /* True when an access log is open: check it before filling a struct proxy_access. */

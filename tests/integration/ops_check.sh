@@ -2,8 +2,9 @@
 # `leaseway run --check` (docs/configuration.md: "validate; print the effective settings")
 # refuses exactly what `leaseway run` would refuse at start-up, with one line and exit 1:
 # the values that are only checked when they are used (a target that does not resolve, an
-# unreadable secret file, a bad glob, probe or static primary, the Consul client settings,
-# the lease TTL), not only those the flag parser sees. A good configuration: exit 0 and the
+# unreadable secret file, an access log it cannot write, an --admin that does not resolve, a bad
+# glob, probe or static primary, the Consul client settings, the lease TTL), not only those the
+# flag parser sees. A good configuration: exit 0 and the
 # settings. Nothing is started: no listener, no Consul request.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,6 +45,37 @@ refused "--target 127.0.0.1:70000" '--target "127.0.0.1:70000": expected host:po
 CONSUL_HTTP_TOKEN_FILE=$d/nonexistent refused "an unreadable CONSUL_HTTP_TOKEN_FILE" "token" \
     "${T[@]}" --lease-key k
 CONSUL_HTTP_SSL=maybe refused "CONSUL_HTTP_SSL=maybe" "CONSUL_HTTP_SSL" "${T[@]}" --lease-key k
+
+# what run refuses before it starts anything, --check refuses with the same line
+same_as_run() {
+    local what=$1
+    shift
+    "$bin" run --listen 127.0.0.1:1 "$@" --check >"$d/out" 2>"$d/err.check" </dev/null
+    local rc=$?
+    timeout 10 "$bin" run --listen "127.0.0.1:$(free_port)" "$@" >"$d/out" 2>"$d/err.run" </dev/null
+    local rc_run=$? line
+    line=$(grep -m1 '^leaseway: ' "$d/err.run")
+    if [ "$rc" = 1 ] && [ "$rc_run" = 1 ] && [ -n "$line" ] && [ "$(cat "$d/err.check")" = "$line" ]; then
+        ok "--check refuses $what as run does (exit 1: $line)"
+    else
+        bad "--check with $what: exit $rc, stderr [$(head -c 300 "$d/err.check")]; run: exit $rc_run, [$line]"
+    fi
+}
+same_as_run "an --access-log in a missing directory" "${T[@]}" --admin off --access-log "$d/nonexistent/a.log"
+same_as_run "an --access-log that is a directory" "${T[@]}" --admin off --access-log "$d"
+if [ "$(id -u)" != 0 ]; then
+    mkdir "$d/ro" && chmod 555 "$d/ro"
+    same_as_run "an --access-log in a directory it cannot write" "${T[@]}" --admin off --access-log "$d/ro/a.log"
+fi
+same_as_run "an --admin host that does not resolve" "${T[@]}" --admin no-such-host.invalid:9901
+same_as_run "an --admin with a broken IPv6 host" "${T[@]}" --admin '[::1:9901'
+[ ! -e "$d/nonexistent" ] || bad "--check created the access log's directory"
+if "$bin" run --listen 127.0.0.1:1 --admin off "${T[@]}" --access-log "$d/new.log" --check >"$d/out" 2>"$d/err" </dev/null &&
+    [ ! -e "$d/new.log" ]; then
+    ok "--check accepts an --access-log it could create, and does not create it"
+else
+    bad "--check with a new --access-log: stderr $(head -c 300 "$d/err"), created: $([ -e "$d/new.log" ] && echo yes)"
+fi
 
 # what only binding can find out: run says why it cannot listen (the port is taken here)
 busy=$(free_port)
