@@ -37,10 +37,12 @@ static void app_health_done(void *arg, int status, const char *err)
         snprintf(detail, sizeof(detail), "GET %s: %s", h->upstream_health, err);
     const char *now = ok ? "" : detail;
     if (strcmp(now, h->app_last) != 0) {
+        char q[PROXY_LOG_QUOTE_MAX];
         if (ok)
             proxy_log_info("app healthy", "path=%s status=%d", h->upstream_health, status);
         else
-            proxy_log_warn("app not healthy", "path=%s detail=\"%s\"", h->upstream_health, detail);
+            proxy_log_warn("app not healthy", "path=%s detail=\"%s\"", h->upstream_health,
+                           proxy_log_quote(q, sizeof(q), detail));
         snprintf(h->app_last, sizeof(h->app_last), "%s", now);
     }
     if (!h->draining)

@@ -80,20 +80,22 @@ void health_child_maybe_start(struct health *h)
     c->started = true;
     c->proc = health_proc_spawn(h->base, &o);
     if (!c->proc) {
-        char detail[ROUTE_REASON_MAX];
-        snprintf(detail, sizeof(detail), "cannot start %s: %s", h->app_argv[0], strerror(errno));
-        proxy_log_error("cannot start the app", "command=\"%s\" error=\"%s\"", h->app_argv[0],
-                        strerror(errno));
+        int e = errno;
+        char detail[ROUTE_REASON_MAX], q[PROXY_LOG_QUOTE_MAX];
+        snprintf(detail, sizeof(detail), "cannot start %s: %s", h->app_argv[0], strerror(e));
+        proxy_log_error("cannot start the app", "command=\"%s\" error=\"%s\"",
+                        proxy_log_quote(q, sizeof(q), h->app_argv[0]), strerror(e));
         c->exited = true;
-        c->exit_code = errno == ENOENT ? 127 : 126; /* what a shell would say */
+        c->exit_code = e == ENOENT ? 127 : 126; /* what a shell would say */
         health_set(h, HEALTH_COND_APP_STARTED, true, false, detail);
         if (h->app_exit)
             h->app_exit(h->arg, c->exit_code);
         return;
     }
     c->pid = c->proc->pid;
-    proxy_log_info("app started", "command=\"%s\" pid=%d role=%s", h->app_argv[0], (int)c->pid,
-                   route_role_str(h->role));
+    char q[PROXY_LOG_QUOTE_MAX];
+    proxy_log_info("app started", "command=\"%s\" pid=%d role=%s",
+                   proxy_log_quote(q, sizeof(q), h->app_argv[0]), (int)c->pid, route_role_str(h->role));
     health_set(h, HEALTH_COND_APP_STARTED, true, true, NULL);
 }
 

@@ -81,7 +81,8 @@ static void run_line(void *arg, const char *line)
     }
     if (m->log_n < HEALTH_MIGRATE_LOG_LINES) {
         m->log_n++;
-        proxy_log_info("migrate command output", "line=\"%s\"", line);
+        char q[PROXY_LOG_QUOTE_MAX];
+        proxy_log_info("migrate command output", "line=\"%s\"", proxy_log_quote(q, sizeof(q), line));
     } else {
         m->unlogged++;
     }
@@ -113,8 +114,9 @@ static void run_exited(void *arg, int status, bool timed_out)
         proxy_log_warn("migrate command finished after the lease was lost: not counted for a later tenure",
                        "duration_ms=%lld", took);
     } else {
+        char q[PROXY_LOG_QUOTE_MAX];
         proxy_log_error("migrate command failed", "result=\"%s\" duration_ms=%lld last_line=\"%s\"", how,
-                        took, m->last_line);
+                        took, proxy_log_quote(q, sizeof(q), m->last_line));
         if (current && !h->draining) {
             snprintf(m->failure, sizeof(m->failure), "failed (%.32s%s%.80s), retry in %lld s", how,
                      m->last_line[0] ? ": " : "", m->last_line, (long long)(m->backoff_ms / 1000));
@@ -149,15 +151,18 @@ static void maybe_run(struct health *h)
     m->proc = health_proc_spawn(h->base, &o);
     if (!m->proc) {
         snprintf(m->failure, sizeof(m->failure), "cannot start: %s", strerror(errno));
-        proxy_log_error("migrate command failed", "result=\"%s\"", m->failure);
+        char q[PROXY_LOG_QUOTE_MAX];
+        proxy_log_error("migrate command failed", "result=\"%s\"", proxy_log_quote(q, sizeof(q), m->failure));
         struct timeval tv = {m->backoff_ms / 1000, (m->backoff_ms % 1000) * 1000};
         if (evtimer_add(m->retry, &tv) == 0)
             m->waiting = true;
         update_cond(h);
         return;
     }
-    proxy_log_info("migrate command started", "command=\"%s\" tenure=%llu pid=%d", h->migrate_command,
-                   (unsigned long long)m->tenure, (int)m->proc->pid);
+    char q[PROXY_LOG_QUOTE_MAX];
+    proxy_log_info("migrate command started", "command=\"%s\" tenure=%llu pid=%d",
+                   proxy_log_quote(q, sizeof(q), h->migrate_command), (unsigned long long)m->tenure,
+                   (int)m->proc->pid);
     update_cond(h);
 }
 

@@ -188,7 +188,8 @@ static void command_line(void *arg, const char *line)
     /* The last line is the likely reason; every line is there at debug level. */
     snprintf(p->out_line, sizeof(p->out_line), "%s", line);
     proxy_log_scrub(p->out_line); /* it may become the gate's reason, shown to clients */
-    proxy_log_debug("migrations probe output", "line=\"%s\"", line);
+    char q[PROXY_LOG_QUOTE_MAX];
+    proxy_log_debug("migrations probe output", "line=\"%s\"", proxy_log_quote(q, sizeof(q), line));
 }
 
 static void command_exit(void *arg, int status, bool timed_out)
@@ -203,9 +204,10 @@ static void command_exit(void *arg, int status, bool timed_out)
         snprintf(reason, sizeof(reason), "probe command %.40s: %.100s", how, p->out_line);
     else
         snprintf(reason, sizeof(reason), "probe command %s", how);
+    char q[PROXY_LOG_QUOTE_MAX];
     if (timed_out)
-        proxy_log_warn("migrations probe command timed out", "command=\"%s\" timeout_ms=%d", p->spec.arg,
-                       HEALTH_PROBE_TIMEOUT_MS);
+        proxy_log_warn("migrations probe command timed out", "command=\"%s\" timeout_ms=%d",
+                       proxy_log_quote(q, sizeof(q), p->spec.arg), HEALTH_PROBE_TIMEOUT_MS);
     report(p, ok, reason);
 }
 

@@ -114,7 +114,9 @@ static void publish(struct control *ctl)
     proxy_workers_notify(&ctl->px);
 
     if (s.gate != ctl->last_gate || strcmp(s.gate_reason, ctl->last_gate_reason) != 0) {
-        proxy_log_info("gate changed", "gate=%s reason=\"%s\"", route_gate_str(s.gate), s.gate_reason);
+        char q[PROXY_LOG_QUOTE_MAX];
+        proxy_log_info("gate changed", "gate=%s reason=\"%s\"", route_gate_str(s.gate),
+                       proxy_log_quote(q, sizeof(q), s.gate_reason));
         ctl->last_gate = s.gate;
         snprintf(ctl->last_gate_reason, sizeof(ctl->last_gate_reason), "%s", s.gate_reason);
         if (ctl->consul)
@@ -122,8 +124,10 @@ static void publish(struct control *ctl)
     }
     const char *now_primary = s.primary_known ? s.primary_id : "";
     if (strcmp(now_primary, ctl->last_primary) != 0) {
-        proxy_log_info("primary changed", "primary=\"%s\" previous=\"%s\" role=%s", now_primary,
-                       ctl->last_primary, route_role_str(s.role));
+        char q_now[PROXY_LOG_QUOTE_MAX / 4], q_prev[PROXY_LOG_QUOTE_MAX / 4]; /* IDs: under 128 bytes */
+        proxy_log_info("primary changed", "primary=\"%s\" previous=\"%s\" role=%s",
+                       proxy_log_quote(q_now, sizeof(q_now), now_primary),
+                       proxy_log_quote(q_prev, sizeof(q_prev), ctl->last_primary), route_role_str(s.role));
         snprintf(ctl->last_primary, sizeof(ctl->last_primary), "%s", now_primary);
     }
     /*

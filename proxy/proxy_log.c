@@ -142,6 +142,73 @@ static size_t json_escape(char *buf, size_t size, size_t n, const char *s, size_
     return json_escape_bytes(buf, size, n, s, len, false);
 }
 
+/*
+ * Append s to buf as the body of a quoted logfmt value (no quotes): `"` and `\` escaped as `\"`
+ * and `\\`, control bytes as \xHH. ascii: also bytes >= 0x80 (request-targets, not known to be
+ * UTF-8). An escape is never cut in two when buf is full.
+ */
+static size_t logfmt_escape_bytes(char *buf, size_t size, size_t n, const char *s, size_t len, bool ascii)
+{
+    for (size_t i = 0; i < len && n + 5 < size; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f || (ascii && ch >= 0x80)) {
+            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", ch);
+        } else {
+            buf[n++] = (char)ch;
+        }
+    }
+    return n;
+}
+
+static size_t logfmt_escape(char *buf, size_t size, size_t n, const char *s, size_t len)
+{
+    return logfmt_escape_bytes(buf, size, n, s, len, true);
+}
+
+const char *proxy_log_quote(char *buf, size_t size, const char *s)
+{
+    if (size == 0)
+        return "";
+    size_t n = logfmt_escape_bytes(buf, size, 0, s, strlen(s), false);
+    buf[n < size ? n : size - 1] = '\0';
+    return buf;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Append the body of a quoted logfmt value to buf as a JSON string body: the escapes of
+ * logfmt_escape_bytes() (\", \\, \xHH) become the bytes they stand for, then JSON-escaped.
+ * Any other backslash is a byte like the others.
+ */
+static size_t json_from_logfmt(char *buf, size_t size, size_t n, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '\\' && i + 1 < len && (s[i + 1] == '"' || s[i + 1] == '\\')) {
+            ch = s[++i];
+        } else if (ch == '\\' && i + 3 < len && s[i + 1] == 'x' && hex_digit(s[i + 2]) >= 0 &&
+                   hex_digit(s[i + 3]) >= 0) {
+            ch = (char)(hex_digit(s[i + 2]) * 16 + hex_digit(s[i + 3]));
+            i += 3;
+        }
+        n = json_escape(buf, size, n, &ch, 1);
+    }
+    return n;
+}
+
 /* logfmt pairs -> JSON members: k=v, k="quoted v" */
 static size_t kv_to_json(char *buf, size_t size, size_t n, const char *kv)
 {
@@ -158,10 +225,11 @@ static size_t kv_to_json(char *buf, size_t size, size_t n, const char *kv)
         p++;
         const char *v;
         size_t vlen;
-        if (*p == '"') {
+        bool quoted = *p == '"';
+        if (quoted) {
             v = ++p;
-            while (*p && !(*p == '"' && p[-1] != '\\'))
-                p++;
+            while (*p && *p != '"')
+                p += *p == '\\' && p[1] ? 2 : 1; /* \" and \\ do not end the value */
             vlen = (size_t)(p - v);
             if (*p)
                 p++;
@@ -175,7 +243,7 @@ static size_t kv_to_json(char *buf, size_t size, size_t n, const char *kv)
         buf[n++] = '"';
         n = json_escape(buf, size, n, k, klen);
         n += (size_t)snprintf(buf + n, size - n, "\":\"");
-        n = json_escape(buf, size, n, v, vlen);
+        n = quoted ? json_from_logfmt(buf, size, n, v, vlen) : json_escape(buf, size, n, v, vlen);
         if (n + 1 < size)
             buf[n++] = '"';
     }
@@ -283,23 +351,6 @@ void proxy_log_access_close(void)
 bool proxy_log_access_enabled(void)
 {
     return access_fd >= 0;
-}
-
-/* Append a logfmt quoted value body: `"` and `\` escaped, other unsafe bytes as \xHH. */
-static size_t logfmt_escape(char *buf, size_t size, size_t n, const char *s, size_t len)
-{
-    for (size_t i = 0; i < len && n + 5 < size; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            buf[n++] = '\\';
-            buf[n++] = (char)ch;
-        } else if (ch < 0x20 || ch >= 0x7f) {
-            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", ch);
-        } else {
-            buf[n++] = (char)ch;
-        }
-    }
-    return n;
 }
 
 void proxy_log_access(const struct proxy_access *a)

@@ -35,6 +35,15 @@ void proxy_log(enum log_level level, const char *msg, const char *kv_fmt, ...)
 #define proxy_log_warn(msg, ...)  proxy_log(LOG_WARN, msg, __VA_ARGS__)
 #define proxy_log_error(msg, ...) proxy_log(LOG_ERROR, msg, __VA_ARGS__)
 
+/*
+ * s made safe for a quoted logfmt value, `k="%s"`: `"` and `\` escaped as `\"` and `\\`, control
+ * bytes (newline, ESC...) as \xHH, UTF-8 kept; cut at a whole escape if buf is too small. Returns
+ * buf. Use it for every quoted value that does not come from leaseway itself (command output,
+ * commands, IDs and reasons from elsewhere); the JSON form turns the escapes back.
+ */
+#define PROXY_LOG_QUOTE_MAX 2048 /* room for any value a log line can hold */
+const char *proxy_log_quote(char *buf, size_t size, const char *s);
+
 /* Replace the credentials of every `scheme://user:pass@host` in buf (NUL-terminated, in place). */
 void proxy_log_scrub(char *buf);
 

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,52 @@ Test(log, lines_are_scrubbed)
     char *out = capture_stderr(secret_line);
     cr_expect(strstr(out, "hunter2") == NULL, "%s", out);
     cr_expect(strstr(out, "consul=http://<redacted>@127.0.0.1:8500 token=set") != NULL, "%s", out);
+    free(out);
+}
+
+/*
+ * Values quoted with proxy_log_quote(): `"`, `\` and control bytes escaped, so that a migration's
+ * output (Prisma: `Datasource "db": SQLite database "data.db"`) neither ends the logfmt value
+ * early nor cuts the JSON one; the JSON form has the text as it was.
+ */
+Test(log, quoted_values_are_escaped)
+{
+    char q[64];
+    cr_expect_str_eq(proxy_log_quote(q, sizeof(q), "Datasource \"db\": C:\\x"),
+                     "Datasource \\\"db\\\": C:\\\\x");
+    cr_expect_str_eq(proxy_log_quote(q, sizeof(q), "\x1b[31mred\n\x7f é"), "\\x1b[31mred\\x0a\\x7f é");
+    char small[8];
+    cr_expect_str_eq(proxy_log_quote(small, sizeof(small), "ab\"\"\"\""), "ab\\\"", "an escape is never cut");
+}
+
+static const char odd_line[] =
+    "Datasource \"db\": SQLite database \"data.db\" at \"file:./data.db\" \\ \x1b[0m end\\";
+
+static void quoted_line(void)
+{
+    char q[PROXY_LOG_QUOTE_MAX];
+    proxy_log_info("migrate command output", "line=\"%s\" n=1", proxy_log_quote(q, sizeof(q), odd_line));
+}
+
+Test(log, quoted_values_text_and_json)
+{
+    proxy_log_setup("text", "info");
+    char *out = capture_stderr(quoted_line);
+    cr_expect(
+        strstr(out,
+               " line=\"Datasource \\\"db\\\": SQLite database \\\"data.db\\\" at \\\"file:./data.db\\\" "
+               "\\\\ \\x1b[0m end\\\\\" n=1\n") != NULL,
+        "%s", out);
+    free(out);
+    proxy_log_setup("json", "info");
+    out = capture_stderr(quoted_line);
+    proxy_log_setup("text", "info");
+    json_error_t e;
+    json_t *j = json_loads(out, 0, &e);
+    cr_assert(j, "not JSON (%s): %s", e.text, out);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "line")), odd_line);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "n")), "1", "the pair after the value is kept");
+    json_decref(j);
     free(out);
 }
 
