@@ -124,6 +124,7 @@ struct health_migrations {
     size_t applied;
     char **pending; /* names of folders not applied, sorted; owned */
     size_t npending;
+    bool locked; /* not complete only because the database was locked: it says nothing new */
 };
 
 /*
@@ -185,12 +186,15 @@ struct health_probe {
     int64_t run_started_ms;
     char out_line[ROUTE_REASON_MAX]; /* command: its last output line, the likely reason */
     struct health_migrations last;   /* last prisma result, for /status */
+    int64_t locked_since_ms;         /* prisma: first of the locked results in a row after a complete one */
 };
 
 #define HEALTH_PROBE_FAST_MS    1000  /* until the probe passes */
 #define HEALTH_PROBE_SLOW_MS    10000 /* afterwards: a later failure closes the gate again */
 #define HEALTH_PROBE_TIMEOUT_MS 30000 /* command killed, prisma/http run given up */
-#define HEALTH_HTTP_TIMEOUT_MS  10000
+/* a database locked (by the app, or another instance's migration) keeps a complete result this long */
+#define HEALTH_PROBE_LOCKED_KEEP_MS 120000
+#define HEALTH_HTTP_TIMEOUT_MS      10000
 
 /* ---- health_migrate.c: --migrate-command, once per lease tenure ------------------------ */
 

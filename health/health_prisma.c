@@ -199,8 +199,11 @@ int health_prisma_check(const char *db, const char *dir, struct health_migration
         snprintf(why, sizeof(why), "database %s: %s", db, strerror(errno));
     else if (!S_ISREG(st.st_mode))
         snprintf(why, sizeof(why), "database %s: not a regular file", db);
-    else
-        readable = read_rows(db, &rows, &nrows, why, sizeof(why)) == SQLITE_OK;
+    else {
+        int rc = read_rows(db, &rows, &nrows, why, sizeof(why));
+        readable = rc == SQLITE_OK;
+        m->locked = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+    }
 
     /* Everything not applied is pending; the first one not applied names the reason. */
     m->pending = nnames ? calloc(nnames, sizeof(*m->pending)) : NULL;

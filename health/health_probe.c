@@ -144,10 +144,32 @@ static void prisma_done(evutil_socket_t fd, short what, void *arg)
         return;
     struct prisma_job *job = p->job;
     p->job = NULL;
-    health_migrations_clear(&p->last);
-    p->last = job->result;
     free(job->db);
     free(job->dir);
+    /*
+     * A locked database (the app's long write, another instance's migration) says nothing
+     * about the migrations: a complete result stands, re-checked at the fast pace, for up to
+     * HEALTH_PROBE_LOCKED_KEEP_MS. Before any complete result, "database is locked" is the
+     * reason the gate stays closed.
+     */
+    if (job->result.locked && p->last.complete) {
+        int64_t now = mono_ms();
+        if (!p->locked_since_ms) {
+            p->locked_since_ms = now;
+            proxy_log_info("migrations probe: database locked, keeping the last result", "db=\"%s\"",
+                           p->spec.db);
+        }
+        if (now - p->locked_since_ms < HEALTH_PROBE_LOCKED_KEEP_MS) {
+            health_migrations_clear(&job->result);
+            free(job);
+            p->running = false;
+            schedule(p, false);
+            return;
+        }
+    }
+    p->locked_since_ms = 0;
+    health_migrations_clear(&p->last);
+    p->last = job->result;
     free(job);
     report(p, p->last.complete, p->last.reason);
 }
