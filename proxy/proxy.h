@@ -316,8 +316,9 @@ void proxy_client_close(struct client *c);
 void proxy_upstream_close(struct upstream *u);
 void proxy_timer_expired(struct tnode *t);
 void proxy_conn_init_settings(void);
-void proxy_conn_retry_held(struct proxy_worker *w); /* snapshot changed or tick: re-route held writes */
-void proxy_conn_txid_poll(struct proxy_worker *w);  /* reads waiting for LiteFS: caught up yet? */
+void proxy_conn_retry_held(struct proxy_worker *w);  /* snapshot changed or tick: re-route held writes */
+void proxy_conn_refuse_held(struct proxy_worker *w); /* stopping: held writes get their 503 */
+void proxy_conn_txid_poll(struct proxy_worker *w);   /* reads waiting for LiteFS: caught up yet? */
 
 /*
  * proxy_peer_addr.c (control thread). proxy_resolve_url: 0 and the address, or -1 while a

@@ -726,6 +726,23 @@ void proxy_conn_txid_poll(struct proxy_worker *w)
     }
 }
 
+/*
+ * Stopping: a write still waiting for a primary (the lease given away, or never known) gets its
+ * 503 now, written out before the connection is closed, rather than a connection closed
+ * without a byte: it reached no app, and Retry-After says to send it again.
+ */
+void proxy_conn_refuse_held(struct proxy_worker *w)
+{
+    struct tnode *head = &w->tl[TL_HOLD].head;
+    while (head->next != head) {
+        struct client *c = (struct client *)((char *)head->next - offsetof(struct client, timer));
+        hold_leave(c);
+        client_error(c, 503, "this instance stopped before a primary became available", "Retry-After: 1\r\n");
+        if (!c->dead)
+            client_flush(c);
+    }
+}
+
 static int64_t cfg_window(const struct proxy_worker *w)
 {
     return w->px->cfg->consistency_window_ms;

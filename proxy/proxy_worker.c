@@ -258,6 +258,7 @@ static void stop_listening(struct proxy_worker *w)
 
 static void close_all(struct proxy_worker *w)
 {
+    proxy_conn_refuse_held(w);
     while (w->clients)
         proxy_client_close(w->clients);
     while (w->app.pool)
