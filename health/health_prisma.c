@@ -145,8 +145,18 @@ static int read_rows(const char *db_path, struct row **rows, size_t *nrows, char
 fail:;
     int primary = rc & 0xff;
     const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    int ext = db ? sqlite3_extended_errcode(db) : rc;
     if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
         snprintf(why, wsize, "database is locked");
+    else if (ext == SQLITE_READONLY_ROLLBACK)
+        /* a read-only reader may not roll a hot journal back: the app's next open does */
+        snprintf(why, wsize, "%s has a hot journal (an interrupted write): waiting for the app to open it",
+                 db_path);
+    else if (ext == SQLITE_READONLY_CANTINIT || ext == SQLITE_READONLY_RECOVERY ||
+             ext == SQLITE_READONLY_CANTLOCK)
+        snprintf(why, wsize,
+                 "%s is in WAL mode and leaseway cannot create its -shm file: make its directory writable",
+                 db_path);
     else if (strstr(msg, "no such table"))
         snprintf(why, wsize, "no _prisma_migrations table in %s", db_path);
     else

@@ -4,7 +4,9 @@
 # the probe's 10 s re-check, in rollback-journal mode (Prisma's SQLite default). A locked
 # database says nothing about the migrations: the gate must stay open (every request 200,
 # no "gate changed" to closed in the log). A database found locked on the very first check
-# still keeps the gate closed ("database is locked") until it can be read.
+# still keeps the gate closed ("database is locked") until it can be read. A hot journal (a
+# write interrupted by a crash) keeps it closed with a reason that says so until the app opens
+# the database.
 . "$(dirname "$0")/../lib/proxy.sh"
 
 D=$PX_TMP/db
@@ -66,6 +68,32 @@ check "locked at the first check: gate closed with reason 'database is locked'" 
 check "  ... and the reason says so" grep -q 'database is locked' "$PX_TMP/h2"
 wait "$LOCKER"
 check "locked at the first check: the gate opens once the database can be read" \
+    wait_for "[ \"\$(curl -s -o /dev/null -m 1 -w '%{http_code}' http://127.0.0.1:$LW_ADMIN/health)\" = 200 ]" 5 0.1
+stop_leaseway
+
+# a hot journal (a write interrupted by a crash): a read-only reader may not roll it back, so the
+# gate stays closed with a reason that says so, until the app opens the database (which does)
+"$PYTHON" - "$D/app.db" <<'EOF'
+import os, sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("PRAGMA cache_size=10")
+c.execute("BEGIN")
+c.execute("CREATE TABLE filler(x)")
+for i in range(2000):
+    c.execute("INSERT INTO filler VALUES (?)", ("x" * 1000,))
+os._exit(0)  # gone mid-transaction: app.db-journal stays behind, hot
+EOF
+check "a hot journal is left behind" test -s "$D/app.db-journal"
+LW_PORT=$(px_free_port) LW_ADMIN=$(px_free_port)
+"$LEASEWAY_BIN" run --listen "127.0.0.1:$LW_PORT" --admin "127.0.0.1:$LW_ADMIN" --workers 1 --instance i1 \
+    --target "127.0.0.1:$UPSTREAM_PORT" --migrations "prisma:$D/app.db:$D/mig" >"$PX_TMP/lw3.log" 2>&1 &
+LW_PID=$!
+px_register_pid "$LW_PID"
+wait_for "curl -s -m 1 http://127.0.0.1:$LW_ADMIN/health | grep -q 'hot journal'" 5 0.1
+check "hot journal: the gate stays closed, and the reason names the hot journal" \
+    bash -c "curl -s -m 1 http://127.0.0.1:$LW_ADMIN/health | grep -q 'hot journal (an interrupted write)'"
+"$PYTHON" -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM _prisma_migrations").fetchone()' "$D/app.db"
+check "hot journal: once the app opens the database (rolling it back), the gate opens" \
     wait_for "[ \"\$(curl -s -o /dev/null -m 1 -w '%{http_code}' http://127.0.0.1:$LW_ADMIN/health)\" = 200 ]" 5 0.1
 stop_leaseway
 
