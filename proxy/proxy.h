@@ -166,6 +166,7 @@ struct client {
     unsigned misdirects : 2;       /* 421s received for this request */
     unsigned from_peer : 1;        /* forwarded to us by another leaseway */
     unsigned is_write : 1;         /* routing says it writes */
+    unsigned local_write : 1;      /* counted in metrics.local_writes until it is done */
     unsigned set_cookie : 1;       /* add the leaseway_wrote cookie to the response */
     unsigned recent_write : 1;     /* carries a fresh leaseway_wrote cookie */
     unsigned fresh_conn : 1;       /* retried after a stale pooled connection: use a new one */

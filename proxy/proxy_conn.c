@@ -68,11 +68,34 @@ static inline const char *client_state_str(enum client_state s)
     return (unsigned)s < CS_COUNT ? client_state_names[s] : "invalid";
 }
 
+/*
+ * A write this primary's app takes (routed local): the lease is not given away on shutdown
+ * while one is on its way (see drain_check() in proxy_control.c). Done when the connection
+ * is idle again or closed.
+ */
+static void local_write_begin(struct client *c)
+{
+    if (!c->local_write) {
+        c->local_write = 1;
+        proxy_metrics_add(&c->w->metrics.local_writes, 1);
+    }
+}
+
+static void local_write_end(struct client *c)
+{
+    if (c->local_write) {
+        c->local_write = 0;
+        proxy_metrics_add(&c->w->metrics.local_writes, -1);
+    }
+}
+
 /* Every client state change goes through here (STYLE rule 7). */
 static void client_set_state(struct client *c, enum client_state s)
 {
     if (c->state == s)
         return;
+    if (s == CS_IDLE)
+        local_write_end(c);
     if (c->state == CS_IDLE)
         proxy_metrics_add(&c->w->metrics.idle, -1);
     else if (s == CS_IDLE)
@@ -242,6 +265,7 @@ void proxy_client_close(struct client *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nclients--;
+    local_write_end(c);
     proxy_metrics_add(&w->metrics.connections, -1);
     if (c->state == CS_IDLE)
         proxy_metrics_add(&w->metrics.idle, -1);
@@ -975,6 +999,8 @@ static int route_and_dispatch(struct client *c)
         .body_over_replay_max = c->req_framing == BODY_LENGTH && p->content_length > ROUTE_REPLAY_BODY_MAX,
     };
     struct route_decision d = route_decide(&w->px->rules, &rreq, &w->snap, proxy_now_ms());
+    if (d.action == ROUTE_LOCAL && d.is_write)
+        local_write_begin(c);
     c->route = d.action;
     c->is_write = d.is_write;
     c->set_cookie = d.is_write && !c->from_peer && cfg_window(w) > 0 && d.action != ROUTE_PASSTHROUGH;

@@ -57,6 +57,10 @@ struct control {
     int stop_sig;  /* the signal that started the shutdown: forwarded to the app */
     int exit_code; /* the app's, when it exited by itself */
     int64_t drain_deadline_ms;
+    int64_t released_ms; /* the lease was given away (0: not yet); the stop waits for the reads */
+    bool stop_now;       /* a second SIGINT: stop once the lease is given away */
+    bool stopped;        /* stop_all() ran */
+    bool drained;        /* "drained" logged */
     enum route_gate last_gate;
     char last_gate_reason[ROUTE_REASON_MAX];
     char last_primary[ROUTE_ID_MAX];       /* "" while no primary is known */
@@ -213,11 +217,12 @@ static void app_stopped(void *arg)
 }
 
 /* Close what is left of the connections, stop the app (if supervised), then leave. */
-static void stop_all(evutil_socket_t fd, short what, void *arg)
+static void stop_all(struct control *ctl)
 {
-    struct control *ctl = arg;
-    (void)fd;
-    (void)what;
+    if (ctl->stopped)
+        return;
+    ctl->stopped = true;
+    event_del(ctl->drain_check);
     proxy_workers_stop(&ctl->px);
     health_stop_app(ctl->health, ctl->stop_sig ? ctl->stop_sig : SIGTERM, app_stopped, ctl);
 }
@@ -226,20 +231,19 @@ static void stop_all(evutil_socket_t fd, short what, void *arg)
  * The lease is given away. Peers learn it from their watch within milliseconds; until then
  * they may still send a write on a pooled connection to us, which we now answer 421 (they
  * retry at the new primary). Closing those connections at once would instead race with such
- * a write and fail it. So: a short grace (clients' idle keep-alive connections get it too),
- * then stop.
+ * a write and fail it. So: a short grace (clients' idle keep-alive connections get it too)
+ * before the stop, which drain_check() makes once no request is left (or the drain is out
+ * of time).
  */
 #define RELEASE_GRACE_MS 300
 
 static void consul_released(void *arg)
 {
     struct control *ctl = arg;
-    struct timeval tv = {0, RELEASE_GRACE_MS * 1000};
-    if (event_base_once(ctl->base, -1, EV_TIMEOUT, stop_all, ctl, &tv) < 0)
-        stop_all(-1, 0, ctl);
+    ctl->released_ms = proxy_now_ms();
 }
 
-/* In-flight requests are done (or out of time): give the lease away, then stop. */
+/* No write in flight here (or out of time): give the lease away; the reads drain on. */
 static void release(struct control *ctl)
 {
     if (ctl->phase >= PHASE_RELEASING)
@@ -263,24 +267,53 @@ static bool workers_idle(struct control *ctl)
     return true;
 }
 
+/* No write on its way to this primary's app. */
+static bool no_local_writes(struct control *ctl)
+{
+    for (size_t i = 0; i < ctl->px.nworkers; i++)
+        if (proxy_metrics_read(&ctl->px.workers[i].metrics.local_writes))
+            return false;
+    return true;
+}
+
+/*
+ * Every 50 ms while stopping. The lease waits only for the writes this primary's app is
+ * taking (and a migrate command): a long read (an event stream, a download) must not keep
+ * the cluster's writes waiting, so it goes on after the release, within --drain-timeout.
+ * Then the stop, once nothing is in flight, the drain is out of time, or a second SIGINT.
+ */
 static void drain_check(evutil_socket_t fd, short what, void *arg)
 {
     struct control *ctl = arg;
     (void)fd;
     (void)what;
-    if (ctl->phase != PHASE_DRAINING)
-        return;
-    bool idle = workers_idle(ctl) && !health_busy(ctl->health);
-    if (idle || proxy_now_ms() >= ctl->drain_deadline_ms) {
-        if (!idle)
-            proxy_log_warn("drain timeout: closing remaining connections",
-                           "drain_timeout_ms=%lld migrate_running=%d", (long long)ctl->cfg.drain_timeout_ms,
-                           health_busy(ctl->health));
-        else
+    int64_t now = proxy_now_ms();
+    bool late = now >= ctl->drain_deadline_ms;
+    if (ctl->phase == PHASE_DRAINING) {
+        bool idle = workers_idle(ctl) && !health_busy(ctl->health);
+        if (!late && !(no_local_writes(ctl) && !health_busy(ctl->health)))
+            return;
+        if (idle) {
             proxy_log_info("drained", "%s", "");
-        event_del(ctl->drain_check);
+            ctl->drained = true;
+        } else if (!late && ctl->consul)
+            proxy_log_info("lease released before the drain ended",
+                           "reason=\"no write in flight; reads go on\"");
         release(ctl);
+        return;
     }
+    if (ctl->phase != PHASE_RELEASING || !ctl->released_ms || now < ctl->released_ms + RELEASE_GRACE_MS)
+        return;
+    bool idle = workers_idle(ctl);
+    if (!idle && !late && !ctl->stop_now)
+        return;
+    if (!idle)
+        proxy_log_warn("drain timeout: closing remaining connections",
+                       "drain_timeout_ms=%lld migrate_running=%d", (long long)ctl->cfg.drain_timeout_ms,
+                       health_busy(ctl->health));
+    else if (!ctl->drained)
+        proxy_log_info("drained", "%s", "");
+    stop_all(ctl);
 }
 
 /* Close the gate and drain; drain_check() releases the lease when done. */
@@ -349,6 +382,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (ctl->phase != PHASE_RUNNING) {
         if (sig == SIGINT) {
             proxy_log_warn("second interrupt: stopping now", "%s", "");
+            ctl->stop_now = true;
             release(ctl);
         }
         return;

@@ -19,9 +19,10 @@ struct proxy_metrics {
     uint64_t bucket[METRICS_BUCKETS]; /* cumulative at render time, per-bucket here */
     uint64_t duration_sum_us;
     uint64_t duration_count;
-    uint64_t connections; /* open client connections (gauge) */
-    uint64_t idle;        /* of which idle between requests (gauge): draining waits for the others */
-    uint64_t accepted;    /* client connections accepted (counter) */
+    uint64_t connections;  /* open client connections (gauge) */
+    uint64_t idle;         /* of which idle between requests (gauge): draining waits for the others */
+    uint64_t local_writes; /* writes routed to the local app as the primary's, not done yet (gauge) */
+    uint64_t accepted;     /* client connections accepted (counter) */
     uint64_t upstream_connects;
     uint64_t upstream_errors;
     uint64_t batch_bucket[METRICS_BATCH_BUCKETS]; /* io_uring send batches by size, per-bucket */
