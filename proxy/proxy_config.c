@@ -130,47 +130,74 @@ static void err(const char *fmt, ...)
     va_end(ap);
 }
 
+/*
+ * Go's time.ParseDuration grammar without the sign: one or more "number unit" pairs, a number
+ * being decimal digits with an optional fraction ("1.5", ".5", "5."), a unit one of ns, us, µs
+ * (U+00B5 or U+03BC), ms, s, m, h; or "0" alone. Nothing strtod() would also read: no sign,
+ * exponent, hex, "inf" or "nan". Counted in nanoseconds like Go (at most ~292 years), then
+ * rounded to the nearest millisecond: a nonzero value under 0.5ms is PROXY_CONFIG_DUR_UNDER_1MS
+ * rather than a silent 0, which for --consistency-window means off.
+ */
 int proxy_config_parse_duration(const char *s, int64_t *ms)
 {
+    static const struct {
+        const char *name;
+        uint64_t ns;
+    } units[] = {{"ns", 1},       {"us", 1000},         {"\xc2\xb5s", 1000},   {"\xce\xbcs", 1000},
+                 {"ms", 1000000}, {"s", 1000000000ull}, {"m", 60000000000ull}, {"h", 3600000000000ull}};
     if (!s || !*s)
         return -1;
     if (strcmp(s, "0") == 0) {
         *ms = 0;
         return 0;
     }
-    double total = 0;
+    uint64_t total = 0;
     const char *p = s;
     while (*p) {
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        if (end == p || errno || !(v >= 0))
-            return -1; /* also NaN ("nans"), whose conversion to an integer is undefined */
-        p = end;
-        double unit;
-        if (strncmp(p, "ms", 2) == 0) {
-            unit = 1;
-            p += 2;
-        } else if (strncmp(p, "us", 2) == 0) {
-            unit = 0.001;
-            p += 2;
-        } else if (*p == 's') {
-            unit = 1000;
-            p++;
-        } else if (*p == 'm') {
-            unit = 60000;
-            p++;
-        } else if (*p == 'h') {
-            unit = 3600000;
-            p++;
-        } else {
-            return -1;
+        uint64_t whole = 0, frac = 0;
+        double scale = 1;
+        bool digits = false;
+        for (; *p >= '0' && *p <= '9'; p++, digits = true) {
+            if (whole > (UINT64_MAX - 9) / 10)
+                return -1;
+            whole = whole * 10 + (uint64_t)(*p - '0');
         }
-        total += v * unit;
+        if (*p == '.') {
+            /* digits past what 64 bits hold are dropped, as Go does */
+            bool overflow = false;
+            for (p++; *p >= '0' && *p <= '9'; p++, digits = true) {
+                if (overflow || frac > (UINT64_MAX - 9) / 10 || scale > 1e18) {
+                    overflow = true;
+                    continue;
+                }
+                frac = frac * 10 + (uint64_t)(*p - '0');
+                scale *= 10;
+            }
+        }
+        if (!digits)
+            return -1;
+        size_t u = 0, ulen = 0;
+        for (size_t k = 0; k < sizeof(units) / sizeof(units[0]); k++) {
+            size_t n = strlen(units[k].name);
+            if (strncmp(p, units[k].name, n) == 0 && n > ulen) {
+                u = k;
+                ulen = n;
+            }
+        }
+        if (ulen == 0)
+            return -1;
+        p += ulen;
+        uint64_t unit = units[u].ns;
+        if (whole > (uint64_t)INT64_MAX / unit)
+            return -1;
+        uint64_t v = whole * unit + (uint64_t)((double)frac * ((double)unit / scale));
+        if (v > (uint64_t)INT64_MAX || total > (uint64_t)INT64_MAX - v)
+            return -1;
+        total += v;
     }
-    if (total > (double)INT64_MAX / 2)
-        return -1;
-    *ms = (int64_t)(total + 0.5);
+    if (total > 0 && total < 500000)
+        return PROXY_CONFIG_DUR_UNDER_1MS;
+    *ms = (int64_t)((total + 500000) / 1000000);
     return 0;
 }
 
@@ -250,12 +277,18 @@ static int set_value(struct proxy_config *cfg, size_t i, const char *val, enum c
             return -1;
         }
         break;
-    case OPT_DUR:
-        if (proxy_config_parse_duration(val, field) < 0) {
+    case OPT_DUR: {
+        int rc = proxy_config_parse_duration(val, field);
+        if (rc == PROXY_CONFIG_DUR_UNDER_1MS) {
+            err("%s \"%s\": under 1ms, which would round to 0; durations are whole milliseconds", where, val);
+            return -1;
+        }
+        if (rc < 0) {
             err("%s: expected a duration such as 500ms, 5s or 1m, got \"%s\"", where, val);
             return -1;
         }
         break;
+    }
     case OPT_INT: {
         char *end;
         errno = 0;

@@ -75,7 +75,12 @@ struct proxy_config {
 __attribute__((warn_unused_result)) int proxy_config_load(struct proxy_config *cfg, int argc, char **argv);
 void proxy_config_free(struct proxy_config *cfg);
 
-/* Parse Go-style durations: "500ms", "5s", "1m30s", "0". Returns 0 or -1. */
+/*
+ * Parse Go-style durations: "500ms", "5s", "1m30s", "1.5s", "0" (units ns, us, µs, ms, s, m, h; no
+ * sign, exponent or hex), rounded to the nearest millisecond. Returns 0, -1 when s is not a
+ * duration, or PROXY_CONFIG_DUR_UNDER_1MS when it is nonzero but rounds to 0 ms (*ms untouched).
+ */
+#define PROXY_CONFIG_DUR_UNDER_1MS (-2)
 __attribute__((warn_unused_result)) int proxy_config_parse_duration(const char *s, int64_t *ms);
 __attribute__((warn_unused_result)) int proxy_config_parse_bool(const char *s, bool *out);
 /* A TCP port: the whole string decimal digits, 1 to 65535. Returns the port or -1. */

@@ -34,6 +34,63 @@ Test(config, durations)
     cr_expect_eq(proxy_config_parse_duration("infs", &ms), -1);
 }
 
+/*
+ * Go's grammar, not strtod()'s: "0x10s" was 16 s, "1e3ms" 1 s, and "0.4ms" rounded silently to 0
+ * (for --consistency-window: off).
+ */
+Test(config, durations_are_go_style)
+{
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } good[] = {{"1h", 3600000}, {"2m", 120000},      {"1m30s", 90000},    {"1h1m1s1ms", 3661001},
+                {".5s", 500},    {"5.s", 5000},       {"0.5ms", 1},        {"1500us", 2},
+                {"1500µs", 2},   {"2000000ns", 2},    {"0s", 0},           {"0ms", 0},
+                {"1.25s", 1250}, {"10s500ms", 10500}, {"0.0000000001h", 0}};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        int64_t ms = -7;
+        int rc = proxy_config_parse_duration(good[i].s, &ms);
+        if (good[i].ms == 0 && strcmp(good[i].s, "0s") && strcmp(good[i].s, "0ms"))
+            cr_expect_eq(rc, PROXY_CONFIG_DUR_UNDER_1MS, "\"%s\" not refused as under 1ms", good[i].s);
+        else
+            cr_expect(rc == 0 && ms == good[i].ms, "\"%s\": rc %d, %lld ms", good[i].s, rc, (long long)ms);
+    }
+    const char *bad[] = {"0x10s",
+                         "0X10s",
+                         "1e3ms",
+                         "1E3ms",
+                         "1e-3s",
+                         "+5s",
+                         "-0s",
+                         " 5s",
+                         "5s ",
+                         "5 s",
+                         "s",
+                         ".s",
+                         "1.2.3s",
+                         "5sec",
+                         "5S",
+                         "1d",
+                         "5ms5",
+                         "0x1p3s",
+                         "00",
+                         "inf",
+                         "99999999999999999999s",
+                         "9223372036854775807h",
+                         "3000000h"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t ms = -7;
+        cr_expect_eq(proxy_config_parse_duration(bad[i], &ms), -1, "\"%s\" taken as %lld ms", bad[i],
+                     (long long)ms);
+    }
+    const char *tiny[] = {"0.4ms", "1ns", "499999ns", "1us", "0.0001s"};
+    for (size_t i = 0; i < sizeof(tiny) / sizeof(tiny[0]); i++) {
+        int64_t ms = -7;
+        cr_expect_eq(proxy_config_parse_duration(tiny[i], &ms), PROXY_CONFIG_DUR_UNDER_1MS,
+                     "\"%s\" taken as %lld ms", tiny[i], (long long)ms);
+    }
+}
+
 Test(config, booleans)
 {
     bool b;
