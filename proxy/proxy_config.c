@@ -374,21 +374,44 @@ static char *expand_env(const char *s)
     return out;
 }
 
+static int check_opt(const struct proxy_config *cfg, size_t i, const char *what);
+
+/* A plain scalar that YAML reads as null: "key:", "key: ~", "key: null" (quoted, they are text). */
+static bool yaml_null(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    return ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+           (!*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL"));
+}
+
+/*
+ * Store the file's value of key, or, when the environment or a flag overrides it, check it all
+ * the same: the file must be valid without them.
+ */
 static int yaml_set(struct proxy_config *cfg, const char *path, const char *key, yaml_event_t *ev)
 {
-    char where[512];
+    char where[512], what[640];
     snprintf(where, sizeof(where), "%s:%zu", path, ev->start_mark.line + 1);
     int i = find_opt(key, strlen(key));
     if (i < 0 || strcmp(key, "config") == 0) {
         err("%s: unknown key \"%s\" (see leaseway run --help for the keys)", where, key);
         return -1;
     }
-    if (cfg->source[i] > SRC_FILE)
-        return 0; /* overridden by the environment or a flag: still validated below by type */
+    if (yaml_null(ev)) {
+        err("%s: %s: a value is required, got %s (quote it for the text itself)", where, key,
+            *ev->data.scalar.value ? (const char *)ev->data.scalar.value : "nothing");
+        return -1;
+    }
     char *val = expand_env((const char *)ev->data.scalar.value);
     if (!val)
         return -1;
-    int rc = set_value(cfg, (size_t)i, val, SRC_FILE, where);
+    snprintf(what, sizeof(what), "%s: %s", where, key);
+    struct proxy_config scratch = {0};
+    struct proxy_config *into = cfg->source[i] > SRC_FILE ? &scratch : cfg;
+    int rc = set_value(into, (size_t)i, val, SRC_FILE, where);
+    if (rc == 0)
+        rc = check_opt(into, (size_t)i, what);
+    proxy_config_free(&scratch);
     free(val);
     return rc;
 }
@@ -406,6 +429,7 @@ static int load_yaml(struct proxy_config *cfg, const char *path)
     yaml_parser_set_input_file(&parser, f);
     int rc = -1, depth = 0;
     char key[128] = "";
+    size_t key_line[N_OPTS] = {0}; /* where each key was first seen, for duplicates */
     bool in_seq = false, have_key = false;
     for (;;) {
         yaml_event_t ev;
@@ -449,6 +473,15 @@ static int load_yaml(struct proxy_config *cfg, const char *path)
             } else {
                 snprintf(key, sizeof(key), "%s", (const char *)ev.data.scalar.value);
                 have_key = true;
+                /* nginx refuses a duplicated directive: the last one winning hides a mistake */
+                int i = find_opt(key, strlen(key));
+                if (i >= 0 && key_line[i]) {
+                    err("%s:%zu: duplicate key \"%s\" (first on line %zu)", path, ev.start_mark.line + 1, key,
+                        key_line[i]);
+                    bad = 1;
+                } else if (i >= 0) {
+                    key_line[i] = ev.start_mark.line + 1;
+                }
             }
             break;
         case YAML_ALIAS_EVENT:
@@ -601,6 +634,115 @@ static bool advertise_ok(const char *s)
     return true;
 }
 
+/*
+ * The checks of one option's value on its own (cross-field ones are in finish()), for the
+ * effective value and for a file's value that the environment or a flag overrides. `what`
+ * starts the message: "--writes" or "leaseway.yml:4: writes". Returns 0 or -1 after err().
+ */
+static int check_opt(const struct proxy_config *cfg, size_t i, const char *what)
+{
+    const void *field = (const char *)cfg + opts[i].off;
+    const char *s = opts[i].type == OPT_STR ? *(char *const *)field : NULL;
+    int64_t n = opts[i].type == OPT_DUR || opts[i].type == OPT_INT ? *(const int64_t *)field : 0;
+    switch (opts[i].off) {
+    case O(instance):
+        if (s && !id_ok(s)) {
+            err("%s \"%s\": expected 1 to 127 visible ASCII characters, without spaces, ',' or ';'", what, s);
+            return -1;
+        }
+        break;
+    case O(region):
+        if (s && *s && !id_ok(s)) {
+            err("%s \"%s\": expected up to 127 visible ASCII characters, without spaces, ',' or ';'", what,
+                s);
+            return -1;
+        }
+        break;
+    case O(target):
+        if (s && port_of(s) < 0) {
+            err("%s \"%s\": expected host:port, the port from 1 to 65535", what, s);
+            return -1;
+        }
+        break;
+    case O(listen):
+        if (s && port_of(s) < 0) {
+            err("%s \"%s\": expected host:port, the port from 1 to 65535 (host empty: every interface)", what,
+                s);
+            return -1;
+        }
+        break;
+    case O(admin):
+        if (s && strcmp(s, "off") != 0 && port_of(s) < 0) {
+            err("%s \"%s\": expected host:port, the port from 1 to 65535 (host empty: every interface), or "
+                "off",
+                what, s);
+            return -1;
+        }
+        break;
+    case O(workers):
+        if (n > 256) {
+            err("%s %lld: at most 256", what, (long long)n);
+            return -1;
+        }
+        break;
+    case O(lease):
+        if (s && strcmp(s, "consul") && strcmp(s, "static")) {
+            err("%s \"%s\": expected consul or static", what, s);
+            return -1;
+        }
+        break;
+    case O(writes):
+        if (s && strcmp(s, "forward") && strcmp(s, "replay")) {
+            err("%s \"%s\": expected forward or replay", what, s);
+            return -1;
+        }
+        break;
+    case O(log_format):
+        if (s && strcmp(s, "text") && strcmp(s, "json")) {
+            err("%s \"%s\": expected text or json", what, s);
+            return -1;
+        }
+        break;
+    case O(log_level):
+        if (s && strcmp(s, "debug") && strcmp(s, "info") && strcmp(s, "warn") && strcmp(s, "error")) {
+            err("%s \"%s\": expected debug, info, warn or error", what, s);
+            return -1;
+        }
+        break;
+    case O(access_log):
+        if (s && !*s) {
+            err("%s \"\": expected off, stderr, stdout or a file path", what);
+            return -1;
+        }
+        break;
+    case O(advertise):
+        if (s && !advertise_ok(s)) {
+            err("%s \"%s\": expected an http:// or https:// URL of visible ASCII characters (no spaces), "
+                "under "
+                "%d bytes",
+                what, s, ROUTE_URL_MAX);
+            return -1;
+        }
+        break;
+    case O(header_timeout_ms):
+    case O(idle_timeout_ms):
+    case O(connect_timeout_ms):
+    case O(upstream_timeout_ms):
+        if (n <= 0) {
+            err("%s %lld: must be greater than 0, a duration such as 500ms, 5s or 1m", what, (long long)n);
+            return -1;
+        }
+        break;
+    case O(max_connections):
+        if (n < 1) {
+            err("%s %lld: must be at least 1", what, (long long)n);
+            return -1;
+        }
+        break;
+    }
+    return 0;
+}
+
 /* Computed defaults and cross-field validation. */
 static int finish(struct proxy_config *cfg)
 {
@@ -641,42 +783,15 @@ static int finish(struct proxy_config *cfg)
         cfg->workers = n > 0 ? n : 1;
     }
 
-    if (!id_ok(cfg->instance)) {
-        err("--instance \"%s\": expected 1 to 127 visible ASCII characters, without spaces, ',' or ';'",
-            cfg->instance);
-        return -1;
-    }
-    if (cfg->region && *cfg->region && !id_ok(cfg->region)) {
-        err("--region \"%s\": expected up to 127 visible ASCII characters, without spaces, ',' or ';'",
-            cfg->region);
-        return -1;
-    }
     if (!cfg->target || !*cfg->target) {
         err("--target is required: the local app's host:port, e.g. --target 127.0.0.1:3000");
         return -1;
     }
-    if (port_of(cfg->target) < 0) {
-        err("--target \"%s\": expected host:port, the port from 1 to 65535", cfg->target);
-        return -1;
-    }
-    if (port_of(cfg->listen) < 0) {
-        err("--listen \"%s\": expected host:port, the port from 1 to 65535 (host empty: every interface)",
-            cfg->listen);
-        return -1;
-    }
-    if (strcmp(cfg->admin, "off") != 0 && port_of(cfg->admin) < 0) {
-        err("--admin \"%s\": expected host:port, the port from 1 to 65535 (host empty: every interface), or "
-            "off",
-            cfg->admin);
-        return -1;
-    }
-    if (cfg->workers > 256) {
-        err("--workers %lld: at most 256", (long long)cfg->workers);
-        return -1;
-    }
-    if (strcmp(cfg->lease, "consul") && strcmp(cfg->lease, "static")) {
-        err("--lease \"%s\": expected consul or static", cfg->lease);
-        return -1;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        char what[96];
+        snprintf(what, sizeof(what), "--%s", opts[i].name);
+        if (check_opt(cfg, i, what) < 0)
+            return -1;
     }
     if (!strcmp(cfg->lease, "consul") && (!cfg->lease_key || !*cfg->lease_key)) {
         err("--lease consul needs --lease-key (the Consul KV key of the primary lease)");
@@ -695,39 +810,6 @@ static int finish(struct proxy_config *cfg)
     if (consul && cfg->static_primary) {
         err("--static-primary applies only with --lease static (with --lease consul, Consul says who is "
             "primary)");
-        return -1;
-    }
-    if (strcmp(cfg->writes, "forward") && strcmp(cfg->writes, "replay")) {
-        err("--writes \"%s\": expected forward or replay", cfg->writes);
-        return -1;
-    }
-    if (strcmp(cfg->log_format, "text") && strcmp(cfg->log_format, "json")) {
-        err("--log-format \"%s\": expected text or json", cfg->log_format);
-        return -1;
-    }
-    if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") && strcmp(cfg->log_level, "warn") &&
-        strcmp(cfg->log_level, "error")) {
-        err("--log-level \"%s\": expected debug, info, warn or error", cfg->log_level);
-        return -1;
-    }
-    if (!*cfg->access_log) {
-        err("--access-log \"\": expected off, stderr, stdout or a file path");
-        return -1;
-    }
-    if (!advertise_ok(cfg->advertise)) {
-        err("--advertise \"%s\": expected an http:// or https:// URL of visible ASCII characters (no "
-            "spaces), "
-            "under %d bytes",
-            cfg->advertise, ROUTE_URL_MAX);
-        return -1;
-    }
-    if (cfg->header_timeout_ms <= 0 || cfg->idle_timeout_ms <= 0 || cfg->connect_timeout_ms <= 0 ||
-        cfg->upstream_timeout_ms <= 0) {
-        err("timeouts must be greater than 0");
-        return -1;
-    }
-    if (cfg->max_connections < 1) {
-        err("--max-connections must be at least 1");
         return -1;
     }
     return 0;

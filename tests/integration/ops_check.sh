@@ -45,6 +45,22 @@ refused "--target 127.0.0.1:70000" '--target "127.0.0.1:70000": expected host:po
 CONSUL_HTTP_TOKEN_FILE=$d/nonexistent refused "an unreadable CONSUL_HTTP_TOKEN_FILE" "token" \
     "${T[@]}" --lease-key k
 CONSUL_HTTP_SSL=maybe refused "CONSUL_HTTP_SSL=maybe" "CONSUL_HTTP_SSL" "${T[@]}" --lease-key k
+# the YAML file: null is no value ("lease-key: ~" turned the consul lease on), a key given twice is
+# refused (the last one won), and a value the environment or a flag overrides is checked all the same
+printf 'target: 127.0.0.1:3000\nlease-key: ~\n' >"$d/null.yml"
+refused "lease-key: ~ in the file" "null.yml:2: lease-key: a value is required, got ~" --config "$d/null.yml"
+printf 'target: 127.0.0.1:3000\nregion:\n' >"$d/empty.yml"
+refused "an empty region: in the file" "empty.yml:2: region: a value is required, got nothing" --config "$d/empty.yml"
+printf 'target: 127.0.0.1:3000\nwrites: forward\nwrites: replay\n' >"$d/dup.yml"
+refused "a duplicated key in the file" 'dup.yml:3: duplicate key "writes" (first on line 2)' --config "$d/dup.yml"
+printf 'target: 127.0.0.1:3000\nhold-timeout: garbage\n' >"$d/over.yml"
+LEASEWAY_HOLD_TIMEOUT=5s refused "a bad file value that LEASEWAY_HOLD_TIMEOUT overrides" \
+    'over.yml:2: expected a duration such as 500ms, 5s or 1m, got "garbage"' --config "$d/over.yml"
+printf 'target: 127.0.0.1:3000\nwrites: proxy\n' >"$d/over2.yml"
+refused "a bad file value that --writes overrides" 'over2.yml:2: writes "proxy": expected forward or replay' \
+    --config "$d/over2.yml" --writes forward
+refused "--idle-timeout 0, naming the flag" '^leaseway: --idle-timeout 0: must be greater than 0' "${T[@]}" \
+    --idle-timeout 0
 
 # what run refuses before it starts anything, --check refuses with the same line
 same_as_run() {

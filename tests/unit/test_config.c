@@ -285,3 +285,119 @@ Test(config, bool_flag_takes_a_following_true_or_false, .init = cr_redirect_stde
     cr_expect(!cfg.candidate);
     proxy_config_free(&cfg);
 }
+
+/* path gets a temporary file holding text; the caller unlinks it */
+static void write_yaml(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static int load_yaml_text(const char *text, int argc_extra, const char **extra)
+{
+    char path[] = "/tmp/leaseway-cfg-XXXXXX";
+    write_yaml(path, text);
+    const char *argv[8] = {"--config", path};
+    for (int k = 0; k < argc_extra; k++)
+        argv[2 + k] = extra[k];
+    struct proxy_config cfg;
+    int rc = load(&cfg, 2 + argc_extra, argv);
+    proxy_config_free(&cfg);
+    unlink(path);
+    return rc;
+}
+
+/*
+ * YAML's null ("key:", "key: ~", "key: null") was taken as the text "", "~" or "null": an empty or
+ * "~" lease-key turned the consul lease on. Refused now; quoted, they are text.
+ */
+Test(config, yaml_null_is_refused, .init = cr_redirect_stderr)
+{
+    const char *nulls[] = {
+        "target: 127.0.0.1:3000\nlease-key: ~\n",  "target: 127.0.0.1:3000\nlease-key:\n",
+        "target: 127.0.0.1:3000\nregion: null\n",  "target: 127.0.0.1:3000\nregion: NULL\n",
+        "target: 127.0.0.1:3000\nregion: Null\n",  "target: 127.0.0.1:3000\nwrites: ~\n",
+        "target: 127.0.0.1:3000\npassthrough:\n",  "target: 127.0.0.1:3000\npassthrough:\n  - /a\n  - ~\n",
+        "target: 127.0.0.1:3000\nhold-timeout:\n", "target: ~\n"};
+    for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++)
+        cr_expect_eq(load_yaml_text(nulls[i], 0, NULL), -1, "taken: %s", nulls[i]);
+    cr_expect_eq(load_yaml_text("target: 127.0.0.1:3000\nregion: \"null\"\ninstance: '~'\n", 0, NULL), 0,
+                 "quoted, null and ~ are text");
+    cr_expect_eq(load_yaml_text("target: 127.0.0.1:3000\nregion: \"\"\n", 0, NULL), 0,
+                 "a quoted empty region means none");
+}
+
+/* the message: file:line, the key, and what was there; one load per test (stderr is compared whole) */
+static void expect_yaml_error(const char *text, const char *line_and_message)
+{
+    char path[] = "/tmp/leaseway-cfg-XXXXXX";
+    write_yaml(path, text);
+    struct proxy_config cfg;
+    const char *argv[] = {"--config", path, "--listen", "127.0.0.1:1"};
+    cr_expect_eq(load(&cfg, 4, argv), -1);
+    proxy_config_free(&cfg);
+    fflush(stderr);
+    char want[512];
+    snprintf(want, sizeof(want), "leaseway: %s:%s\n", path, line_and_message);
+    cr_expect_stderr_eq_str(want);
+    unlink(path);
+}
+
+Test(config, yaml_null_message, .init = cr_redirect_stderr)
+{
+    expect_yaml_error("target: 127.0.0.1:3000\nlease-key: ~\n",
+                      "2: lease-key: a value is required, got ~ (quote it for the text itself)");
+}
+
+Test(config, yaml_empty_message, .init = cr_redirect_stderr)
+{
+    expect_yaml_error("target: 127.0.0.1:3000\nlease-key:\nregion: fra\n",
+                      "2: lease-key: a value is required, got nothing (quote it for the text itself)");
+}
+
+/* A duplicated key was accepted, the last one winning (lists merged); nginx refuses a duplicated directive.
+ */
+Test(config, yaml_duplicate_key_is_refused, .init = cr_redirect_stderr)
+{
+    expect_yaml_error("target: 127.0.0.1:3000\nwrites: forward\nregion: fra\nwrites: replay\n",
+                      "4: duplicate key \"writes\" (first on line 2)");
+}
+
+Test(config, yaml_duplicate_list_is_refused, .init = cr_redirect_stderr)
+{
+    expect_yaml_error("target: 127.0.0.1:3000\npassthrough:\n  - /a\npassthrough: [/b]\n",
+                      "4: duplicate key \"passthrough\" (first on line 2)");
+}
+
+/*
+ * A file value that the environment or a flag overrides was never checked: --check with the
+ * variable set passed a file that fails without it.
+ */
+Test(config, yaml_overridden_value_is_checked, .init = cr_redirect_stderr)
+{
+    setenv("LEASEWAY_HOLD_TIMEOUT", "5s", 1);
+    cr_expect_eq(load_yaml_text("target: 127.0.0.1:3000\nhold-timeout: garbage\n", 0, NULL), -1);
+    cr_expect_eq(load_yaml_text("target: 127.0.0.1:3000\nhold-timeout: 7s\n", 0, NULL), 0);
+    unsetenv("LEASEWAY_HOLD_TIMEOUT");
+    const char *writes[] = {"--writes", "forward"};
+    cr_expect_eq(load_yaml_text("target: 127.0.0.1:3000\nwrites: proxy\n", 2, writes), -1);
+    const char *idle[] = {"--idle-timeout", "5s"};
+    cr_expect_eq(load_yaml_text("target: 127.0.0.1:3000\nidle-timeout: 0\n", 2, idle), -1);
+    const char *listen[] = {"--listen", "127.0.0.1:8080"};
+    cr_expect_eq(load_yaml_text("target: 127.0.0.1:3000\nlisten: 127.0.0.1:88901\n", 2, listen), -1);
+    const char *candidate[] = {"--candidate=false"};
+    cr_expect_eq(load_yaml_text("target: 127.0.0.1:3000\ncandidate: perhaps\n", 1, candidate), -1);
+    const char *pass[] = {"--passthrough", "/x"};
+    cr_expect_eq(load_yaml_text("target: 127.0.0.1:3000\npassthrough:\n  - /a\n  -\n", 2, pass), -1);
+}
+
+Test(config, yaml_overridden_value_message, .init = cr_redirect_stderr)
+{
+    setenv("LEASEWAY_WRITES", "forward", 1);
+    expect_yaml_error("target: 127.0.0.1:3000\nwrites: proxy\n",
+                      "2: writes \"proxy\": expected forward or replay");
+    unsetenv("LEASEWAY_WRITES");
+}
