@@ -450,7 +450,15 @@ static int load_yaml(struct proxy_config *cfg, const char *path)
         case YAML_MAPPING_END_EVENT: depth--; break;
         case YAML_SEQUENCE_START_EVENT: {
             int i = have_key ? find_opt(key, strlen(key)) : -1;
-            if (!have_key || in_seq || i < 0 || opts[i].type != OPT_LIST) {
+            bool addr =
+                i >= 0 && (opts[i].off == O(listen) || opts[i].off == O(admin) || opts[i].off == O(target));
+            if (have_key && !in_seq && addr) {
+                /* listen: [::]:8080 reads as a list ("[::]") and then ":8080" */
+                err("%s:%zu: %s: quote an IPv6 address, e.g. %s: \"[::]:8080\" (unquoted, [...] is a YAML "
+                    "list)",
+                    path, ev.start_mark.line + 1, key, key);
+                bad = 1;
+            } else if (!have_key || in_seq || i < 0 || opts[i].type != OPT_LIST) {
                 err("%s:%zu: a list is only allowed for passthrough, always-primary and litefs-db", path,
                     ev.start_mark.line + 1);
                 bad = 1;
@@ -659,12 +667,20 @@ static int check_opt(const struct proxy_config *cfg, size_t i, const char *what)
         }
         break;
     case O(target):
+        if (s && strstr(s, "://")) {
+            err("%s \"%s\": expected host:port without a scheme, e.g. 127.0.0.1:3000", what, s);
+            return -1;
+        }
         if (s && port_of(s) < 0) {
             err("%s \"%s\": expected host:port, the port from 1 to 65535", what, s);
             return -1;
         }
         break;
     case O(listen):
+        if (s && strstr(s, "://")) {
+            err("%s \"%s\": expected host:port without a scheme, e.g. 0.0.0.0:8080", what, s);
+            return -1;
+        }
         if (s && port_of(s) < 0) {
             err("%s \"%s\": expected host:port, the port from 1 to 65535 (host empty: every interface)", what,
                 s);
@@ -672,6 +688,10 @@ static int check_opt(const struct proxy_config *cfg, size_t i, const char *what)
         }
         break;
     case O(admin):
+        if (s && strstr(s, "://")) {
+            err("%s \"%s\": expected host:port without a scheme, e.g. 127.0.0.1:9901, or off", what, s);
+            return -1;
+        }
         if (s && strcmp(s, "off") != 0 && port_of(s) < 0) {
             err("%s \"%s\": expected host:port, the port from 1 to 65535 (host empty: every interface), or "
                 "off",

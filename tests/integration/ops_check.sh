@@ -42,6 +42,11 @@ refused "--admin 127.0.0.1:99x" '--admin "127.0.0.1:99x": expected host:port' "$
 refused "--listen 127.0.0.1: (no port)" '--listen "127.0.0.1:": expected host:port' "${T[@]}" --listen 127.0.0.1:
 refused "--listen :0" '--listen ":0": expected host:port' "${T[@]}" --listen :0
 refused "--target 127.0.0.1:70000" '--target "127.0.0.1:70000": expected host:port' --target 127.0.0.1:70000
+# a URL where host:port is expected said "cannot resolve"; an unquoted IPv6 listen in YAML, that lists are for other keys
+refused "--target with a scheme" '--target "http://127.0.0.1:3000": expected host:port without a scheme' \
+    --target http://127.0.0.1:3000
+printf 'target: 127.0.0.1:3000\nlisten: [::]:8080\n' >"$d/v6.yml"
+refused "an unquoted IPv6 listen: in the file" 'v6.yml:2: listen: quote an IPv6 address' --config "$d/v6.yml"
 CONSUL_HTTP_TOKEN_FILE=$d/nonexistent refused "an unreadable CONSUL_HTTP_TOKEN_FILE" "token" \
     "${T[@]}" --lease-key k
 CONSUL_HTTP_SSL=maybe refused "CONSUL_HTTP_SSL=maybe" "CONSUL_HTTP_SSL" "${T[@]}" --lease-key k

@@ -401,3 +401,37 @@ Test(config, yaml_overridden_value_message, .init = cr_redirect_stderr)
                       "2: writes \"proxy\": expected forward or replay");
     unsetenv("LEASEWAY_WRITES");
 }
+
+/* "listen: [::]:8080" unquoted is a YAML list: the message said lists were for other keys */
+Test(config, yaml_unquoted_ipv6_says_quote_it, .init = cr_redirect_stderr)
+{
+    expect_yaml_error(
+        "target: 127.0.0.1:3000\nlisten: [::]:8080\n",
+        "2: listen: quote an IPv6 address, e.g. listen: \"[::]:8080\" (unquoted, [...] is a YAML list)");
+}
+
+/* "--target http://127.0.0.1:3000" passed the port check and failed as "cannot resolve" */
+Test(config, target_with_a_scheme_says_so, .init = cr_redirect_stderr)
+{
+    struct proxy_config cfg;
+    const char *argv[] = {"--target", "http://127.0.0.1:3000"};
+    cr_expect_eq(load(&cfg, 2, argv), -1);
+    proxy_config_free(&cfg);
+    fflush(stderr);
+    cr_expect_stderr_eq_str("leaseway: --target \"http://127.0.0.1:3000\": expected host:port without a "
+                            "scheme, e.g. 127.0.0.1:3000\n");
+}
+
+Test(config, listen_and_admin_with_a_scheme_are_refused, .init = cr_redirect_stderr)
+{
+    struct proxy_config cfg;
+    const char *listen[] = {"--target", "127.0.0.1:3000", "--listen", "http://0.0.0.0:8080"};
+    cr_expect_eq(load(&cfg, 4, listen), -1);
+    proxy_config_free(&cfg);
+    const char *admin[] = {"--target", "127.0.0.1:3000", "--admin", "http://127.0.0.1:9901"};
+    cr_expect_eq(load(&cfg, 4, admin), -1);
+    proxy_config_free(&cfg);
+    const char *fine[] = {"--target", "[::1]:3000", "--listen", "[::]:8080", "--admin", "off"};
+    cr_expect_eq(load(&cfg, 6, fine), 0);
+    proxy_config_free(&cfg);
+}
