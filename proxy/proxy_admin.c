@@ -57,10 +57,15 @@ static void reply_text(struct evhttp_request *req, int code, const char *text)
     evbuffer_free(b);
 }
 
-/* 405 with the methods the path allows (RFC 9110 §15.5.6) */
+/*
+ * 405 with the methods the path allows (RFC 9110 §15.5.6), and the connection closed: libevent
+ * 2.1 does not read the body of a TRACE or of a method it does not know, so on a kept-alive
+ * connection that body would be taken for the next request.
+ */
 static void reply_405(struct evhttp_request *req, const char *allow, const char *text)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     reply_text(req, 405, text);
 }
 
@@ -562,6 +567,13 @@ int proxy_admin_start(struct proxy_admin *a, struct event_base *base, const stru
     if (!evhttp_bind_listener(a->http, l)) /* on success a->http owns l */
         goto out_http;
     evhttp_set_gencb(a->http, handle, a);
+    /*
+     * Every method reaches handle(), which answers 405 with Allow (RFC 9110 §15.5.6) like for
+     * PUT: libevent lets through only GET, POST, HEAD, PUT and DELETE and answers the others
+     * (OPTIONS, PATCH, TRACE, and methods it does not know, which 2.1 types as 1 << 15) with its
+     * own 501 HTML page.
+     */
+    evhttp_set_allowed_methods(a->http, 0xffff);
     evhttp_set_timeout(a->http, 10);
     struct proxy_config *cfg = a->px->cfg;
     /* without it the page shows this instance only; the proxy itself does not need it */

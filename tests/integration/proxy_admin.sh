@@ -169,6 +169,33 @@ expect_eq "POST /handoff from curl (no Origin): 409 in static mode" "$(hcode)" 4
 allow() { curl -s -m 5 -o /dev/null -D - "$@" | tr -d '\r' | sed -n 's/^[Aa]llow: //p'; }
 expect_eq "GET /handoff: 405 with Allow: POST" "$(allow "$LW_ADMIN_URL/handoff")" "POST"
 expect_eq "PUT /metrics: 405 with Allow: GET, HEAD" "$(allow -X PUT "$LW_ADMIN_URL/metrics")" "GET, HEAD"
+# the methods libevent does not let through by default got its 501 HTML page, without Allow
+status_allow() { curl -s -m 5 -o /dev/null -D - "$@" | tr -d '\r' | sed -n 's/^HTTP\/1.1 \([0-9]*\).*/\1/p; s/^[Aa]llow: //p' | paste -sd' '; }
+for m in OPTIONS PATCH TRACE FROBNICATE; do
+    expect_eq "$m /metrics: 405 with Allow: GET, HEAD" "$(status_allow -X "$m" "$LW_ADMIN_URL/metrics")" "405 GET, HEAD"
+done
+expect_eq "OPTIONS /handoff: 405 with Allow: POST" "$(status_allow -X OPTIONS "$LW_ADMIN_URL/handoff")" "405 POST"
+expect_eq "OPTIONS /health after: the listener still answers GET" \
+    "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$LW_ADMIN_URL/health")" 200
+# libevent does not read the body of a TRACE or an unknown method: after the 405 the connection
+# is closed, so a body is never answered as a request of its own
+pyrun admin_405_body "$LW_ADMIN" <<'EOF'
+import sys
+from rawhttp import Client, Check
+ck = Check()
+admin = int(sys.argv[1])
+inner = "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
+for m in ("TRACE", "FROBNICATE", "PATCH", "OPTIONS", "PUT"):
+    with ck.step("%s /health with a body" % m):
+        c = Client(admin)
+        c.send("%s /health HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (m, len(inner), inner))
+        r = c.response()
+        ck.eq("%s /health with a body: 405" % m, r.status, 405)
+        ck.ok("%s /health with a body: the body is not answered, the connection is closed" % m,
+              not c.buf and c.closed(2.0), "left %r" % c.buf[:80])
+        c.close()
+ck.done()
+EOF
 
 
 # GET /cluster shows every address as host:port, as `leaseway status` and Consul's rows do,
