@@ -193,8 +193,9 @@ if str(svc["internal_port"]) != t["env"]["INTERNAL_PORT"]:
 if not lw_get("listen").endswith(":${INTERNAL_PORT}"):
     errs.append("fly-leaseway.yml listen must use ${INTERNAL_PORT}")
 drain = int(lw_get("drain-timeout").rstrip("s"))
-if t["kill_timeout"] <= drain:
-    errs.append("kill_timeout %s must exceed drain-timeout %s" % (t["kill_timeout"], drain))
+if t["kill_timeout"] <= 2 * drain:
+    # the drain, then the supervised app's stop, which gets the same budget
+    errs.append("kill_timeout %s must exceed twice drain-timeout %s (drain + the app's stop)" % (t["kill_timeout"], drain))
 if t.get("kill_signal") != "SIGTERM":
     errs.append("kill_signal must be SIGTERM (leaseway drains on it)")
 admin_port = int(lw_get("admin").rsplit(":", 1)[1])
