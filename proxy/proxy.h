@@ -268,6 +268,7 @@ struct proxy {
     size_t nworkers;
     _Atomic int draining;
     _Atomic int stopping;
+    _Atomic int refuse_held; /* the lease is given away: writes waiting for a primary get their 503 */
     int64_t started_ms;
 };
 

@@ -305,6 +305,15 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
     if (ctl->phase != PHASE_RELEASING || !ctl->released_ms || now < ctl->released_ms + RELEASE_GRACE_MS)
         return;
     bool idle = workers_idle(ctl);
+    if (!idle) {
+        /*
+         * This instance no longer watches the lease, so a write waiting for a primary here
+         * (it came on an open connection after the release) would wait in vain: 503 it now,
+         * and any that comes later, at each check.
+         */
+        atomic_store(&ctl->px.refuse_held, 1);
+        proxy_workers_notify(&ctl->px);
+    }
     if (!idle && !late && !ctl->stop_now)
         return;
     if (!idle)

@@ -289,6 +289,8 @@ static void control(evutil_socket_t fd, short what, void *arg)
         return;
     if (atomic_load(&w->px->stopping))
         w->stopping = true;
+    if (atomic_load(&w->px->refuse_held))
+        proxy_conn_refuse_held(w);
     /*
      * Draining: no new connections; every request still arriving on an open one is answered
      * with Connection: close. Idle connections are left open until the stop, after the lease is

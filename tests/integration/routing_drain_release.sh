@@ -12,12 +12,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-watchdog 60 "routing_drain_release timed out"
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-consul_bin >/dev/null || exit 77
-
-DIR=$(mktmp drain-release)
-consul_dev_start "$DIR/consul" || die "consul did not start"
+consul_test drain-release 60
 trap 'rc=$?; [ $rc -eq 0 ] || show_tails 20 "$DIR"/lw-*.log; (exit $rc); cleanup' EXIT
 KEY=leaseway/drainrel-$$/primary
 IPS=(127.0.0.2 127.0.0.3)
@@ -52,7 +47,13 @@ def check(ok, msg):
     fails += 0 if ok else 1
 s = socket.create_connection((ip, port), timeout=10)
 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-first = s.recv(65536)
+first = b""
+while b"\r\n\r\n" not in first:
+    first += s.recv(65536)
+head, body = first.split(b"\r\n\r\n", 1)
+clen = int([l.split(b":", 1)[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
+while len(body) < clen:
+    body += s.recv(65536)
 check(first.startswith(b"HTTP/1.1 200"), "a keep-alive connection to the primary dr-a: first GET answered 200")
 os.kill(pid, signal.SIGTERM)
 t0 = time.time()
@@ -71,6 +72,7 @@ except OSError as e:
 head = out.split(b"\r\n\r\n", 1)[0].decode("latin-1")
 print("#   answer after %.2f s: %r" % (time.time() - t0, head[:200]))
 check(out != b"", "a POST on that connection after dr-a released the lease gets an answer, not a bare close")
+check(time.time() - t0 < 2, "  ... within 2 s of the SIGTERM (not after --hold-timeout or the drain timeout)")
 if head.startswith("HTTP/1.1 503"):
     check("\r\nretry-after: 1" in head.lower(), "  ... a 503 says Retry-After: 1")
     rows = [w["id"] for hp in (app_a, app_b)
