@@ -19,21 +19,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-watchdog 120 "cluster_primary_changes timed out after 120 s"
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-
+consul_test primary-changes 120
 export PYTHONDONTWRITEBYTECODE=1
 CL=("$PY" "$DEMO/cluster.py")
-FAILS=0
-ok() { printf 'ok   - %s\n' "$*"; }
-bad() {
-  FAILS=$((FAILS + 1))
-  printf 'FAIL - %s\n' "$*"
-}
 jget() { "$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print("" if v is None else v)' "$1" "$2" 2>/dev/null || true; }
-
-DIR=$(mktmp primary-changes)
-consul_dev_start "$DIR/consul" || die "consul did not start"
 LEASE_KEY=leaseway/pc-$$/primary
 
 IPS=(127.0.0.2 127.0.0.3 127.0.0.4)

@@ -17,17 +17,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-watchdog 150 "consul_agent_crash timed out"
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-consul_bin >/dev/null || exit 77
-
-FAILS=0
-PASSES=0
-ok() { PASSES=$((PASSES + 1)); printf 'ok   - %s\n' "$*"; }
-bad() { FAILS=$((FAILS + 1)); printf 'FAIL - %s\n' "$*"; }
-
-DIR=$(mktmp agent-crash)
-consul_dev_start "$DIR/server" || die "consul server did not start"
+consul_test agent-crash 150
 SERVER=$CONSUL_HTTP_ADDR
 SERF=$(curl -s "$SERVER/v1/agent/self" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["Member"]["Port"])')
 [ -n "$SERF" ] || die "cannot read the server's serf LAN port"

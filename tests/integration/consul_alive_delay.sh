@@ -22,18 +22,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-watchdog 90 "consul_alive_delay timed out after 90 s"
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-
-FAILS=0
-ok() { printf 'ok   - %s\n' "$*"; }
-bad() {
-  FAILS=$((FAILS + 1))
-  printf 'FAIL - %s\n' "$*"
-}
-
-DIR=$(mktmp alive-delay)
-consul_dev_start "$DIR/consul" || die "consul did not start"
+consul_test alive-delay 90
 KEY="leaseway/ad-$$/primary"
 
 RELAY=$(free_port)

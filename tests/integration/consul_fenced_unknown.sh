@@ -18,18 +18,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-watchdog 90 "consul_fenced_unknown timed out after 90 s"
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-
-FAILS=0
-ok() { printf 'ok   - %s\n' "$*"; }
-bad() {
-  FAILS=$((FAILS + 1))
-  printf 'FAIL - %s\n' "$*"
-}
-
-DIR=$(mktmp fenced-unknown)
-consul_dev_start "$DIR/consul" || die "consul did not start"
+consul_test fenced-unknown 90
 trap 'rc=$?; set +e; kill -CONT "$CONSUL_PID" 2>/dev/null; [ $rc -eq 0 ] || tail -n 30 "$DIR/leaseway.log" >&2; (exit $rc); cleanup' EXIT
 
 APP=$(free_port) PUB=$(free_port) ADM=$(free_port)

@@ -12,18 +12,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-watchdog 90 "health_migrate_drain timed out"
-
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-consul_bin >/dev/null || exit 77
-
-FAILS=0
-PASSES=0
-ok() { PASSES=$((PASSES + 1)); printf 'ok   - %s\n' "$*"; }
-bad() { FAILS=$((FAILS + 1)); printf 'FAIL - %s\n' "$*"; }
-
-DIR=$(mktmp migrate-drain)
-consul_dev_start "$DIR/consul" || die "consul did not start"
+consul_test migrate-drain 90
 KEY=leaseway/migdrain-$$/primary
 TICKS=$DIR/ticks.log
 : >"$TICKS"

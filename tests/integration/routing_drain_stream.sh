@@ -13,17 +13,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-watchdog 60 "routing_drain_stream timed out"
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-consul_bin >/dev/null || exit 77
-
-FAILS=0
-PASSES=0
-ok() { PASSES=$((PASSES + 1)); printf 'ok   - %s\n' "$*"; }
-bad() { FAILS=$((FAILS + 1)); printf 'FAIL - %s\n' "$*"; }
-
-DIR=$(mktmp drain-stream)
-consul_dev_start "$DIR/consul" || die "consul did not start"
+consul_test drain-stream 60
 trap 'rc=$?; [ $rc -eq 0 ] || show_tails 25 "$DIR"/lw-*.log; (exit $rc); cleanup' EXIT
 KEY=leaseway/drainstream-$$/primary
 IPS=(127.0.0.2 127.0.0.3)

@@ -18,17 +18,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/consul.sh
 . "$HERE/../lib/consul.sh"
 
-watchdog 90 "routing_late_watch timed out"
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-consul_bin >/dev/null || exit 77
-
-FAILS=0
-PASSES=0
-ok() { PASSES=$((PASSES + 1)); printf 'ok   - %s\n' "$*"; }
-bad() { FAILS=$((FAILS + 1)); printf 'FAIL - %s\n' "$*"; }
-
-DIR=$(mktmp late-watch)
-consul_dev_start "$DIR/consul" || die "consul did not start"
+consul_test late-watch 90
 trap 'rc=$?; [ $rc -eq 0 ] || show_tails 25 "$DIR"/lw-*.log "$DIR/relay.log"; (exit $rc); cleanup' EXIT
 KEY=leaseway/late-$$/primary
 

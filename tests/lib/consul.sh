@@ -96,3 +96,28 @@ consul_dev_stop() {
   [ -n "$pid" ] || return 0
   kill_wait "$pid" 10
 }
+
+# consul_test NAME SECONDS — the opening of a test script on a real Consul dev agent: a
+# watchdog of SECONDS, the leaseway binary and Consul checked (exit 77, "skipped", without
+# Consul), the check counters of ok/bad below (FAILS, PASSES), a temp dir in DIR and a dev
+# agent started in $DIR/consul (CONSUL_HTTP_ADDR etc., as consul_dev_start).
+consul_test() {
+  local name=${1:?consul_test NAME SECONDS} secs=${2:?consul_test NAME SECONDS}
+  watchdog "$secs" "$name timed out after $secs s"
+  [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
+  consul_bin >/dev/null || exit 77
+  FAILS=0
+  PASSES=0
+  DIR=$(mktmp "$name")
+  consul_dev_start "$DIR/consul" || die "consul did not start"
+}
+
+# ok MESSAGE / bad MESSAGE — one check's result, counted in PASSES / FAILS.
+ok() {
+  PASSES=$((PASSES + 1))
+  printf 'ok   - %s\n' "$*"
+}
+bad() {
+  FAILS=$((FAILS + 1))
+  printf 'FAIL - %s\n' "$*"
+}
