@@ -103,6 +103,14 @@ struct consul_agent {
     bool key_was_held; /* the key had a session at the previous watch reply */
     struct consul_lease_value holder;
     uint64_t modify_index;
+    /*
+     * The key holds our session but not our value (a plain PUT by hand or by a script): peers
+     * follow the value, so it is written again (value_repair()). repair_index: the ModifyIndex
+     * a repair was last sent for, so that one foreign value gets one repair, not a loop.
+     */
+    bool value_foreign;
+    uint64_t repair_index;
+    unsigned release_after_acquire : 1; /* a handoff waits for the acquire in flight (a repair) */
     char last_value_err[96];
     char ghost_checked[SESSION_ID_MAX]; /* last holder session examined as a possible ghost */
     unsigned ghost_done : 1;            /* destroyed one, or held the lease: never again */
@@ -152,6 +160,8 @@ static void alive_pass(struct consul_agent *a, int64_t sent_ms);
 static void wrote_key(struct consul_agent *a);
 static void on_alive_timer(evutil_socket_t fd, short what, void *arg);
 static void alive_cancel(struct consul_agent *a);
+static void value_repair(struct consul_agent *a);
+static void handoff_release(struct consul_agent *a);
 
 /* ---------------- small helpers ---------------- */
 
@@ -556,6 +566,7 @@ static void lease_saw_key(struct consul_agent *a)
             lease_event(a, CONSUL_LEV_KEY_FREE);
     } else if (a->session[0] && strcmp(a->holder_session, a->session) == 0) {
         lease_event(a, CONSUL_LEV_KEY_OURS);
+        value_repair(a);
     } else {
         lease_event(a, CONSUL_LEV_KEY_OTHER);
     }
@@ -574,6 +585,7 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
             lease_event(a, CONSUL_LEV_RETRY);
         break;
     case CONSUL_LEASE_HANDOFF: lease_event(a, CONSUL_LEV_RETRY); break;
+    case CONSUL_LEASE_HOLDING: value_repair(a); break; /* a repair failed: try again */
     default: break;
     }
 }
@@ -715,10 +727,17 @@ static void acquire_done(const struct consul_http_resp *r, void *arg)
     }
     if (stopping(a))
         return;
+    if (a->release_after_acquire) {
+        a->release_after_acquire = 0;
+        handoff_release(a);
+        return;
+    }
     if (r->status == 200 && consul_bool_decode(r->body, r->body_len, &got) == 0) {
         ok(a, OP_ACQUIRE);
-        if (a->lease != CONSUL_LEASE_ACQUIRING)
-            return; /* handoff meanwhile: STANDBY after it sees our session and goes HOLDING again */
+        if (a->lease != CONSUL_LEASE_ACQUIRING) {
+            value_repair(a); /* KEY_OURS came first, maybe with a foreign value it skipped for us */
+            return;          /* handoff meanwhile: STANDBY after it sees our session and goes HOLDING again */
+        }
         if (got) {
             /* the servers found the session valid as they took the key: as good as a renew */
             if (r->sent_ms > a->renew_ok_sent_ms)
@@ -736,6 +755,7 @@ static void acquire_done(const struct consul_http_resp *r, void *arg)
             a->key_was_held = true;
             wrote_key(a);
             lease_event(a, CONSUL_LEV_ACQUIRED);
+            value_repair(a);
         } else {
             /* held by another session, or lock-delay after an invalidation: retry after lock-delay */
             arm(a->ev_lease, a->cfg.lock_delay_ms + (int64_t)(rnd(a) % 100));
@@ -771,7 +791,85 @@ static void acquire_send(struct consul_agent *a)
         arm(a->ev_lease, backoff(a, OP_ACQUIRE));
 }
 
+static void repair_done(const struct consul_http_resp *r, void *arg)
+{
+    struct consul_agent *a = arg;
+    bool got;
+
+    a->req[OP_ACQUIRE] = NULL;
+    saw(a, r);
+    if (a->lease == CONSUL_LEASE_STOPPING) {
+        shutdown_next(a); /* the release waited for this one */
+        return;
+    }
+    if (stopping(a))
+        return;
+    if (a->release_after_acquire) {
+        a->release_after_acquire = 0;
+        handoff_release(a);
+        return;
+    }
+    if (r->status == 200 && consul_bool_decode(r->body, r->body_len, &got) == 0) {
+        ok(a, OP_ACQUIRE);
+        if (got) {
+            if (r->sent_ms > a->renew_ok_sent_ms)
+                a->renew_ok_sent_ms = r->sent_ms;
+            wrote_key(a);
+        }
+        /* false: our session no longer holds the key; the watch says who does */
+        return;
+    }
+    if (r->status == 500 && strcasestr(r->body, "invalid session")) {
+        consul_log("warn", "msg=\"session invalid on value repair: creating a new one\" session=%s",
+                   a->session);
+        a->errors++;
+        clear_session(a);
+        lease_event(a, CONSUL_LEV_SESSION_LOST);
+        return;
+    }
+    fail(a, OP_ACQUIRE, r, NULL);
+    a->repair_index = 0; /* on_lease_timer() tries again */
+    if (a->lease == CONSUL_LEASE_HOLDING)
+        arm(a->ev_lease, backoff(a, OP_ACQUIRE));
+}
+
+/*
+ * The watch showed our session on the key with a value that is not ours: the holder is
+ * primary (the session decides), but peers route to whatever the value names. Write ours
+ * again with ?acquire=<our session>, which for the holder only rewrites the value (and keeps
+ * LockIndex, so the tenure's fencing token is unchanged). Once per foreign ModifyIndex.
+ */
+static void value_repair(struct consul_agent *a)
+{
+    char query[128];
+
+    if (!a->value_foreign || !we_hold(a) || a->req[OP_ACQUIRE] || a->repair_index == a->modify_index ||
+        stopping(a))
+        return;
+    evtimer_del(a->ev_lease);
+    a->repair_index = a->modify_index;
+    snprintf(query, sizeof(query), "acquire=%s", a->session);
+    if (send_req(a, OP_ACQUIRE, "PUT", a->key_path, query, a->lease_value, T_SHORT_MS, repair_done) == NULL) {
+        a->repair_index = 0;
+        arm(a->ev_lease, backoff(a, OP_ACQUIRE));
+    }
+}
+
 /* ---------------- the watch ---------------- */
+
+/* A value from the key, for a quoted logfmt field: quotes, backslashes and controls blanked. */
+static const char *value_for_log(const char *v)
+{
+    static char buf[128];
+    size_t i;
+
+    if (v == NULL)
+        return "(null)";
+    for (i = 0; v[i] && i < sizeof(buf) - 1; i++)
+        buf[i] = (v[i] == '"' || v[i] == '\\' || (unsigned char)v[i] < 0x20) ? ' ' : v[i];
+    buf[i] = '\0';
+    return buf;
+}
 
 static void apply_kv(struct consul_agent *a, const struct consul_kv *kv)
 {
@@ -781,6 +879,19 @@ static void apply_kv(struct consul_agent *a, const struct consul_kv *kv)
     a->modify_index = kv->exists ? kv->modify_index : 0;
     snprintf(a->holder_session, sizeof(a->holder_session), "%s", kv->exists ? kv->session : "");
     a->holder_valid = false;
+    {
+        bool foreign = a->session[0] && strcmp(a->holder_session, a->session) == 0 &&
+                       (kv->value == NULL || kv->value_len != strlen(a->lease_value) ||
+                        memcmp(kv->value, a->lease_value, kv->value_len) != 0);
+        if (foreign && !a->value_foreign)
+            consul_log("warn",
+                       "msg=\"lease value is not ours although our session holds the key (written by hand?): "
+                       "writing ours again\" key=%s session=%s value=\"%.120s\"",
+                       a->cfg.lease_key, a->session, value_for_log(kv->value));
+        if (!foreign && a->value_foreign)
+            consul_log("info", "msg=\"lease value is ours again\" key=%s", a->cfg.lease_key);
+        a->value_foreign = foreign;
+    }
     if (a->holder_session[0]) {
         if (consul_lease_value_decode(kv->value, kv->value_len, &a->holder, &err) == 0) {
             a->holder_valid = true;
@@ -1357,8 +1468,6 @@ static void handoff_release_done(const struct consul_http_resp *r, void *arg)
 
 void consul_agent_handoff(struct consul_agent *a)
 {
-    char query[128];
-
     if (a->lease != CONSUL_LEASE_HOLDING || !a->session[0]) {
         consul_log("info",
                    "msg=\"handoff requested but this instance does not hold the lease\" lease_state=%s",
@@ -1369,6 +1478,20 @@ void consul_agent_handoff(struct consul_agent *a)
     evtimer_del(a->ev_lease);
     arm(a->ev_lease, a->cfg.lock_delay_ms + 1000);
     lease_event(a, CONSUL_LEV_HANDOFF); /* role drops (published) before the release is sent */
+    if (a->req[OP_ACQUIRE]) {
+        /* an acquire in flight (a value repair) could land after the release and take the key back */
+        a->release_after_acquire = 1;
+        return;
+    }
+    handoff_release(a);
+}
+
+static void handoff_release(struct consul_agent *a)
+{
+    char query[128];
+
+    if (!a->session[0] || a->lease != CONSUL_LEASE_HANDOFF)
+        return;
     snprintf(query, sizeof(query), "release=%s", a->session);
     consul_http_cancel(a->req[OP_RELEASE]);
     send_req(a, OP_RELEASE, "PUT", a->key_path, query, a->lease_value, T_SHORT_MS, handoff_release_done);
