@@ -49,6 +49,11 @@ struct consul_state {
     bool reachable;
     bool known_leader;       /* false while Consul does not answer */
     int64_t last_contact_ms; /* X-Consul-LastContact; -1 unknown (also while Consul does not answer) */
+    /*
+     * Why this candidate cannot take the lease until an operator acts (Consul refuses its
+     * --lease-ttl), with a hint; "" when nothing is known to stand in the way.
+     */
+    char lease_error[320];
 };
 
 typedef void (*consul_state_cb)(const struct consul_state *state, void *arg);

@@ -136,8 +136,9 @@ struct consul_agent {
     /* requests in flight (at most one of each) */
     struct consul_http_req *req[OP_COUNT];
     unsigned attempts[OP_COUNT];
-    char last_err[OP_COUNT][160]; /* log an error once per change */
-    int64_t token_read_ms;        /* CONSUL_HTTP_TOKEN_FILE last re-read after a 403 */
+    char last_err[OP_COUNT][160];                                      /* log an error once per change */
+    char lease_error[sizeof(((struct consul_state *)0)->lease_error)]; /* see struct consul_state */
+    int64_t token_read_ms; /* CONSUL_HTTP_TOKEN_FILE last re-read after a 403 */
 
     struct event *ev_watch, *ev_watch_check, *ev_lease, *ev_renew, *ev_alive, *ev_ready, *ev_register;
     struct event *ev_deadline, *ev_done;
@@ -366,6 +367,7 @@ static void compute_state(struct consul_agent *a, struct consul_state *st)
     st->reachable = a->reachable;
     st->known_leader = a->known_leader;
     st->last_contact_ms = a->last_contact_ms;
+    snprintf(st->lease_error, sizeof(st->lease_error), "%s", a->lease_error);
 
     {
         char key[sizeof(a->primary_key)];
@@ -592,6 +594,44 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------- session ---------------- */
 
+/*
+ * Consul refused the session's TTL (`Invalid Session TTL '<ns>', must be between [10s=24h0m0s]`,
+ * the range being session_ttl_min..session_ttl_max): no session, so this candidate can never
+ * hold the lease while --lease-ttl stays below the minimum. Say so at error level, with the
+ * range Consul gave, once per distinct message, and keep it for /status (lease.error). The
+ * caller keeps retrying: an operator may lower session_ttl_min without restarting us.
+ */
+static void session_ttl_refused(struct consul_agent *a, const struct consul_http_resp *r)
+{
+    char ttl[32], lo[32] = "", hi[32] = "", msg[sizeof(a->lease_error)];
+    const char *range = strstr(r->body, "must be between [");
+
+    consul_duration_fmt(a->cfg.lease_ttl_ms, ttl, sizeof(ttl));
+    if (range == NULL || sscanf(range, "must be between [%31[^=]=%31[^]]]", lo, hi) != 2)
+        snprintf(msg, sizeof(msg),
+                 "Consul refuses --lease-ttl %s (session TTL out of its range: %.80s): set --lease-ttl "
+                 "within Consul's session_ttl_min (10s by default) and 24h, or lower session_ttl_min",
+                 ttl, r->body);
+    else
+        snprintf(msg, sizeof(msg),
+                 "Consul refuses --lease-ttl %s: a session TTL must be between %s and %s (Consul's "
+                 "session_ttl_min and maximum); set --lease-ttl to at least %s, or lower session_ttl_min "
+                 "in Consul's configuration",
+                 ttl, lo, hi, lo);
+    for (char *p = msg; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            *p = ' ';
+    a->errors++;
+    if (strcmp(msg, a->lease_error) == 0)
+        return;
+    snprintf(a->lease_error, sizeof(a->lease_error), "%s", msg);
+    snprintf(a->last_err[OP_SESSION], sizeof(a->last_err[OP_SESSION]), "%.150s", r->body);
+    consul_log(
+        "error",
+        "msg=\"no session: this instance cannot become primary until this is fixed\" op=%s error=\"%s\"",
+        op_names[OP_SESSION], msg);
+}
+
 static void session_done(const struct consul_http_resp *r, void *arg)
 {
     struct consul_agent *a = arg;
@@ -604,6 +644,7 @@ static void session_done(const struct consul_http_resp *r, void *arg)
         return;
     if (r->status == 200 && consul_session_id_decode(r->body, r->body_len, id, sizeof(id), &err) == 0) {
         ok(a, OP_SESSION);
+        a->lease_error[0] = '\0';
         snprintf(a->session, sizeof(a->session), "%s", id);
         a->ttl_ms = a->cfg.lease_ttl_ms;
         a->renew_ok_sent_ms = r->sent_ms;
@@ -611,6 +652,12 @@ static void session_done(const struct consul_http_resp *r, void *arg)
         consul_log("info", "msg=\"session created\" session=%s ttl_ms=%lld lock_delay_ms=%lld", id,
                    (long long)a->ttl_ms, (long long)a->cfg.lock_delay_ms);
         lease_event(a, CONSUL_LEV_SESSION_OK);
+        return;
+    }
+    if (r->status == 500 && strstr(r->body, "Invalid Session TTL")) {
+        session_ttl_refused(a, r);
+        arm(a->ev_lease, backoff(a, OP_SESSION));
+        publish(a);
         return;
     }
     fail(a, OP_SESSION, r, err);

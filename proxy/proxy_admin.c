@@ -112,6 +112,8 @@ static json_t *status_json(struct proxy_admin *a)
     json_t *lease = json_pack("{s:s, s:I, s:b}", "mode", cfg->lease, "index", (json_int_t)s.lease_index,
                               "candidate", cfg->candidate);
     json_object_set_new(lease, "key", cfg->lease_key ? json_string(cfg->lease_key) : json_null());
+    const char *lease_error = a->lease_error_cb ? a->lease_error_cb(a->cb_arg) : NULL;
+    json_object_set_new(lease, "error", lease_error && *lease_error ? json_string(lease_error) : json_null());
     json_object_set_new(root, "lease", lease);
 
     json_t *migrations = json_object();

@@ -25,6 +25,8 @@ struct proxy_admin {
     const char *(*handoff_cb)(void *arg);
     void (*migrations_cb)(void *arg, json_int_t *applied, json_t *pending);
     uint64_t (*consul_errors_cb)(void *arg);
+    /* why this instance cannot take the lease, or NULL (/status lease.error) */
+    const char *(*lease_error_cb)(void *arg);
 };
 
 /* The status page (proxy_admin_page.c). */

@@ -205,6 +205,12 @@ static uint64_t consul_errors(void *arg)
     return ctl->consul ? consul_agent_errors(ctl->consul) : 0;
 }
 
+static const char *lease_error(void *arg)
+{
+    struct control *ctl = arg;
+    return ctl->consul && ctl->lease.lease_error[0] ? ctl->lease.lease_error : NULL;
+}
+
 static void finish(struct control *ctl)
 {
     set_phase(ctl, PHASE_DONE);
@@ -543,6 +549,7 @@ int proxy_run(int argc, char **argv)
     ctl->admin.cb_arg = ctl;
     ctl->admin.handoff_cb = handoff;
     ctl->admin.consul_errors_cb = consul_errors;
+    ctl->admin.lease_error_cb = lease_error;
     ctl->admin.migrations_cb = migrations;
     snprintf(ctl->px.target_hostport, sizeof(ctl->px.target_hostport), "%s", ctl->cfg.target);
     if (proxy_parse_addr(ctl->cfg.listen, true, &ctl->px.listen_addr, &ctl->px.listen_len) < 0) {

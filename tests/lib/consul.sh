@@ -28,7 +28,8 @@ consul_bin() {
 
 # consul_dev_start DIR [EXTRA_AGENT_ARGS...]
 # Start `consul agent -dev` on 127.0.0.1 with fresh free ports, no gRPC
-# listeners, session_ttl_min = 1s and no update check. Logs to DIR/consul.log,
+# listeners, session_ttl_min = 1s (CONSUL_SESSION_TTL_MIN=DURATION for another, or set it empty
+# for Consul's default, 10s) and no update check. Logs to DIR/consul.log,
 # pid in DIR/consul.pid (also registered for kill at exit). Waits up to
 # CONSUL_START_TIMEOUT (default 30) s for a leader and a working KV PUT.
 # Exports CONSUL_HTTP_ADDR, CONSUL_HTTP_PORT, CONSUL_DNS_PORT, CONSUL_PID,
@@ -37,7 +38,8 @@ consul_bin() {
 consul_dev_start() {
   local dir=${1:?consul_dev_start DIR [args...]}
   shift
-  local bin http dns server serf_lan serf_wan node pid
+  local bin http dns server serf_lan serf_wan node pid ttl_min=()
+  [ -z "${CONSUL_SESSION_TTL_MIN-1s}" ] || ttl_min=(-hcl "session_ttl_min = \"${CONSUL_SESSION_TTL_MIN-1s}\"")
   bin=$(consul_bin) || return 1
   mkdir -p "$dir" || return 1
   http=$(free_port) && dns=$(free_port) && server=$(free_port) &&
@@ -49,7 +51,7 @@ consul_dev_start() {
     -http-port "$http" -dns-port "$dns" -server-port "$server" \
     -serf-lan-port "$serf_lan" -serf-wan-port "$serf_wan" \
     -grpc-port=-1 -hcl 'ports { grpc_tls = -1 }' \
-    -hcl 'session_ttl_min = "1s"' \
+    "${ttl_min[@]}" \
     -hcl 'disable_update_check = true' \
     "$@" >"$dir/consul.log" 2>&1 </dev/null &
   pid=$!
