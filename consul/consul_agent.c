@@ -761,24 +761,35 @@ static void on_renew_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------- acquire ---------------- */
 
+/*
+ * What every ?acquire= reply (an acquire, a value repair) does first. False when there is
+ * nothing more to do with it: a shutdown or a handoff was waiting for it.
+ */
+static bool acquire_reply_open(struct consul_agent *a, const struct consul_http_resp *r)
+{
+    a->req[OP_ACQUIRE] = NULL;
+    saw(a, r);
+    if (a->lease == CONSUL_LEASE_STOPPING) {
+        shutdown_next(a); /* the release waited for this one */
+        return false;
+    }
+    if (stopping(a))
+        return false;
+    if (a->release_after_acquire) {
+        a->release_after_acquire = 0;
+        handoff_release(a);
+        return false;
+    }
+    return true;
+}
+
 static void acquire_done(const struct consul_http_resp *r, void *arg)
 {
     struct consul_agent *a = arg;
     bool got;
 
-    a->req[OP_ACQUIRE] = NULL;
-    saw(a, r);
-    if (a->lease == CONSUL_LEASE_STOPPING) {
-        shutdown_next(a); /* the release waited for this one */
+    if (!acquire_reply_open(a, r))
         return;
-    }
-    if (stopping(a))
-        return;
-    if (a->release_after_acquire) {
-        a->release_after_acquire = 0;
-        handoff_release(a);
-        return;
-    }
     if (r->status == 200 && consul_bool_decode(r->body, r->body_len, &got) == 0) {
         ok(a, OP_ACQUIRE);
         if (a->lease != CONSUL_LEASE_ACQUIRING) {
@@ -843,19 +854,8 @@ static void repair_done(const struct consul_http_resp *r, void *arg)
     struct consul_agent *a = arg;
     bool got;
 
-    a->req[OP_ACQUIRE] = NULL;
-    saw(a, r);
-    if (a->lease == CONSUL_LEASE_STOPPING) {
-        shutdown_next(a); /* the release waited for this one */
+    if (!acquire_reply_open(a, r))
         return;
-    }
-    if (stopping(a))
-        return;
-    if (a->release_after_acquire) {
-        a->release_after_acquire = 0;
-        handoff_release(a);
-        return;
-    }
     if (r->status == 200 && consul_bool_decode(r->body, r->body_len, &got) == 0) {
         ok(a, OP_ACQUIRE);
         if (got) {
