@@ -89,13 +89,14 @@ if [ -z "${SKIP_SANITIZE:-}" ]; then
         record build-asan 0
         stage "tests under ASan + UBSan"
         # leak checks are valgrind's job below; ASan still reports leaks at exit of unit tests
-        # The long end-to-end scenarios (failover loops, rolling deploy, LiteFS, the browser)
-        # run once, in the normal pass: every code path they use is also driven here by the
-        # shorter tests, and twice would push the suite past its time budget.
+        # The long end-to-end scenarios (failover loops, rolling deploy, LiteFS, the browser,
+        # and the timing scenarios: a killed Consul agent, slow agent replies, a locked database
+        # across a 10 s re-check) run once, in the normal pass: every code path they use is also
+        # driven here by the shorter tests, and twice would push the suite past its time budget.
         ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1} \
             UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
             LEASEWAY_UNDER_SANITIZER=1 \
-            CTEST_EXCLUDE=${ASAN_EXCLUDE:-routing_failover|deploy_rolling|litefs_|ops_status_page} \
+            CTEST_EXCLUDE=${ASAN_EXCLUDE:-routing_failover|deploy_rolling|litefs_|ops_status_page|consul_agent_crash|consul_alive_delay|consul_renew_delay|health_prisma_locked} \
             run_ctest "$top/build-asan" asan
     else
         record build-asan 1
