@@ -36,6 +36,17 @@
 #      result. The idle % of CPU 0 is shown too: a saturated server+proxy CPU
 #      has next to none, so idle there means the client or the hypervisor, not
 #      the proxy, set the pace.
+#      Two more targets run in the same rounds (SAME_HEADERS=1, the default):
+#      nginx-hdr and haproxy-hdr, the same nginx and HAProxy configured to add
+#      the headers SPEC section 3 makes leaseway add (X-Forwarded-For,
+#      X-Forwarded-Proto, X-Forwarded-Host, Fly-Primary-Instance to the app;
+#      Fly-Primary-Instance, Fly-Instance to the client). The plain nginx and
+#      HAProxy pass the request on with no header added, so their app parses
+#      four headers fewer: about 2 700 of its 14 100 user-space instructions
+#      per request (callgrind of the upstream nginx, 2026-11-23), all of it on
+#      CPU 0. Their ratios are printed next to the plain ones, with a verdict
+#      against the same bars, as information: the bars are judged against the
+#      plain configurations, which the issue names.
 #   2. user-space instructions per proxied request (callgrind, Ir):
 #      (Ir(N requests) - Ir(0 requests)) / N, client = bench_client.py, fixed
 #      N over 4 keep-alive connections. Bar: leaseway <= 0.8x nginx.
@@ -53,7 +64,8 @@
 #   SKIP_CALLGRIND=1  SKIP_RSS=1  skip those parts
 #   QUICK=1   smoke run: 1 round x 3 s in 1 slice, 1 s warm-up, 2000 callgrind requests,
 #             2000 idle connections (CI; < 2 min)
-#   MAX_SECONDS  hard time budget, the run is killed after it [2700; QUICK 170]
+#   MAX_SECONDS  hard time budget, the run is killed after it [3600; QUICK 170]
+#   SAME_HEADERS [1]  0: no nginx-hdr and haproxy-hdr targets
 #   KEEP_TMP=1   keep the temporary directory (configs, logs, wrk output)
 #   NOTE         free text added to the --record section (e.g. "machine busy")
 #
@@ -77,13 +89,14 @@ fi
 ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-30} WARMUP=${WARMUP:-2} CONNS=${CONNS:-64} SLICES=${SLICES:-15}
 CG_REQUESTS=${CG_REQUESTS:-20000} IDLE_CONNS=${IDLE_CONNS:-10000}
 MAX_STEAL=${MAX_STEAL:-5} EXTRA_ROUNDS=${EXTRA_ROUNDS:-3} QUIET_WAIT=${QUIET_WAIT:-60}
-MAX_SECONDS=${MAX_SECONDS:-2700}
+MAX_SECONDS=${MAX_SECONDS:-3600}
+SAME_HEADERS=${SAME_HEADERS:-1}
 if [[ -z ${LEASEWAY_BIN:-} ]]; then
     LEASEWAY_BIN=/work/main/build/leaseway
     [[ -e $LEASEWAY_BIN ]] || LEASEWAY_BIN=$REPO/build/leaseway
 fi
 LEASEWAY_ARGS=${LEASEWAY_ARGS:-}
-for v in ROUNDS DURATION WARMUP CONNS SLICES CG_REQUESTS IDLE_CONNS MAX_SECONDS MAX_STEAL EXTRA_ROUNDS QUIET_WAIT; do
+for v in ROUNDS DURATION WARMUP CONNS SLICES CG_REQUESTS IDLE_CONNS MAX_SECONDS MAX_STEAL EXTRA_ROUNDS QUIET_WAIT SAME_HEADERS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench.sh: $v must be a number" >&2; exit 2; }
 done
 ((ROUNDS >= 1 && DURATION >= 1 && SLICES >= 1 && CG_REQUESTS >= 1)) ||
@@ -254,14 +267,27 @@ gen_upstream_conf() { # port -> path
         listen 127.0.0.1:$1 backlog=4096;
         root $T/www;
         location / { }
+        # what a proxy added: the bench shows it for every target before the rounds
+        location = /headers {
+            return 200 "xff=\$http_x_forwarded_for xfp=\$http_x_forwarded_proto xfh=\$http_x_forwarded_host fpi=\$http_fly_primary_instance";
+        }
     }
 }
 EOF
     } >"$f"
     echo "$f"
 }
-gen_nginx_proxy_conf() { # tag port upstream_port -> path
-    local f=$T/nginx-proxy-$1.conf
+gen_nginx_proxy_conf() { # tag port upstream_port [hdr] -> path
+    local f=$T/nginx-proxy-$1.conf hdr=""
+    # hdr: the headers SPEC section 3 makes leaseway add, to the app and to the client
+    [[ ${4:-} == hdr ]] && hdr='
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header Fly-Primary-Instance bench;
+            add_header Fly-Primary-Instance bench always;
+            add_header Fly-Instance bench always;'
     {
         nginx_common "proxy-$1"
         echo "http {"
@@ -278,7 +304,7 @@ gen_nginx_proxy_conf() { # tag port upstream_port -> path
         location / {
             proxy_pass http://up;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection "";$hdr
         }
     }
 }
@@ -286,8 +312,16 @@ EOF
     } >"$f"
     echo "$f"
 }
-gen_haproxy_conf() { # tag port upstream_port -> path
-    local f=$T/haproxy-$1.cfg maxconn=$((IDLE_CONNS + 500))
+gen_haproxy_conf() { # tag port upstream_port [hdr] -> path
+    local f=$T/haproxy-$1.cfg maxconn=$((IDLE_CONNS + 500)) hdr=""
+    # hdr: the headers SPEC section 3 makes leaseway add, to the app and to the client
+    [[ ${4:-} == hdr ]] && hdr='
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header Fly-Primary-Instance bench
+    http-response set-header Fly-Primary-Instance bench
+    http-response set-header Fly-Instance bench'
     cat >"$f" <<EOF
 global
     nbthread 1
@@ -305,7 +339,7 @@ defaults
     timeout http-keep-alive 120s
 frontend fe
     bind 127.0.0.1:$2 backlog 4096
-    maxconn $maxconn
+    maxconn $maxconn$hdr
     default_backend be
 backend be
     server s1 127.0.0.1:$3
@@ -319,6 +353,8 @@ proxy_cmd() {
     case $name in
     nginx) CMD=(nginx -p "$T/ngx" -e "$T/nginx-proxy-$tag.err" -c "$(gen_nginx_proxy_conf "$tag" "$port" "$up")") STOPSIG=QUIT ;;
     haproxy) CMD=(haproxy -db -f "$(gen_haproxy_conf "$tag" "$port" "$up")") STOPSIG=USR1 ;;
+    nginx-hdr) CMD=(nginx -p "$T/ngx" -e "$T/nginx-proxy-hdr-$tag.err" -c "$(gen_nginx_proxy_conf "hdr-$tag" "$port" "$up" hdr)") STOPSIG=QUIT ;;
+    haproxy-hdr) CMD=(haproxy -db -f "$(gen_haproxy_conf "hdr-$tag" "$port" "$up" hdr)") STOPSIG=USR1 ;;
     leaseway)
         # shellcheck disable=SC2206
         CMD=("$LEASEWAY_RUN" run --listen "127.0.0.1:$port" --target "127.0.0.1:$up"
@@ -340,6 +376,9 @@ log "upstream nginx pid $UP_PID on 127.0.0.1:$UP_PORT"
 
 # --- which proxies -----------------------------------------------------------
 PROXIES=(nginx haproxy leaseway)
+# nginx and HAProxy again, configured to add the headers leaseway must add (SPEC section 3): throughput only
+HDR_PROXIES=()
+[[ $SAME_HEADERS == 1 ]] && HDR_PROXIES=(nginx-hdr haproxy-hdr)
 declare -A NA # proxy -> reason it is not measured
 # Run a private copy, so that a rebuild during the run cannot swap or break it.
 LW_VERSION="" LEASEWAY_RUN="" LW_BUILT=""
@@ -388,10 +427,10 @@ start_proxy() {
 }
 
 # --- 1. throughput ---------------------------------------------------------
-TARGETS=(direct nginx haproxy leaseway)
+TARGETS=(direct nginx haproxy "${HDR_PROXIES[@]}" leaseway)
 declare -A TPORT TPID
 TPORT[direct]=$UP_PORT
-for p in "${PROXIES[@]}"; do
+for p in "${PROXIES[@]}" "${HDR_PROXIES[@]}"; do
     [[ -n ${NA[$p]:-} ]] && continue
     if start_proxy "$p" tput; then
         TPORT[$p]=$PPORT TPID[$p]=$PPID_
@@ -399,6 +438,27 @@ for p in "${PROXIES[@]}"; do
     else
         NA[$p]="$START_ERR"
     fi
+done
+
+# The headers each target adds, to the app (echoed by the upstream's /headers) and to the client: the
+# -hdr targets must add what leaseway adds, or their comparison means nothing.
+out "### Headers each target adds (to the app: the upstream's /headers echo; to the client: the response)"
+out ""
+out "| target | to the app | to the client |"
+out "|---|---|---|"
+declare -A HDRS_APP
+for tgt in "${TARGETS[@]}"; do
+    [[ -n ${NA[$tgt]:-} ]] && continue
+    resp=$(curl -s -m 5 -D - "http://127.0.0.1:${TPORT[$tgt]}/headers" | tr -d '\r')
+    app=$(printf '%s\n' "$resp" | tail -n 1 | awk '{for (i = 1; i <= NF; i++) if ($i !~ /=$/) printf "%s%s", (n++ ? " " : ""), $i}')
+    cli=$(printf '%s\n' "$resp" | awk -F': ' 'tolower($1) ~ /^fly-(primary-)?instance$/ {printf "%s%s: %s", (n++ ? ", " : ""), tolower($1), $2}')
+    HDRS_APP[$tgt]="$app | ${cli:-none}"
+    out "| $tgt | ${app:-none} | ${cli:-none} |"
+done
+out ""
+for tgt in "${HDR_PROXIES[@]}"; do
+    [[ -z ${HDRS_APP[$tgt]:-} || ${HDRS_APP[$tgt]//:$((TPORT[$tgt]))/:P} == "${HDRS_APP[leaseway]//:$((TPORT[leaseway]))/:P}" ]] ||
+        out "WARNING: $tgt does not add what leaseway adds: its comparison below is not like for like"
 done
 
 # cpu_ticks pid -> utime+stime of the process (all its threads), in clock ticks
@@ -469,6 +529,7 @@ declare -A CPU # "target,counted round" -> CPU µs per request of the measured p
 declare -A BUSY # "target,counted round" -> CPU 0 busy µs per request (proxy + app + kernel)
 RATIO_N=() RATIO_H=() # counted rounds
 ALL_N=() ALL_H=()     # every round run, discarded ones included
+RATIO_NH=() RATIO_HH=() # counted rounds, against nginx-hdr and haproxy-hdr
 
 # One round = SLICES slices; in each slice every target runs DURATION/SLICES
 # seconds, the order rotating from slice to slice. A target's req/s in the
@@ -574,22 +635,29 @@ while ((kept < ROUNDS && attempt < ROUNDS + EXTRA_ROUNDS)); do
     rhx=$(ratio_exact "${RPS[leaseway,$r]}" "${RPS[haproxy,$r]}")
     rn=$(ratio_show "$rnx") rh=$(ratio_show "$rhx")
     ALL_N+=("$rnx") ALL_H+=("$rhx")
+    same=""
+    if ((${#HDR_PROXIES[@]})); then
+        rnhx=$(ratio_exact "${RPS[leaseway,$r]}" "${RPS[nginx-hdr,$r]}")
+        rhhx=$(ratio_exact "${RPS[leaseway,$r]}" "${RPS[haproxy-hdr,$r]}")
+        same="; same headers: leaseway/nginx-hdr = $(ratio_show "$rnhx"), leaseway/haproxy-hdr = $(ratio_show "$rhhx")"
+    fi
     out ""
     # discard a noisy round only while enough attempts are left to replace it
     if ((max_steal > MAX_STEAL && ROUNDS + EXTRA_ROUNDS - attempt >= ROUNDS - kept)); then
         DISCARDED=$((DISCARDED + 1))
-        out "leaseway/nginx = $rn, leaseway/haproxy = $rh — not counted: $max_steal % steal (above MAX_STEAL=$MAX_STEAL %), run again"
+        out "leaseway/nginx = $rn, leaseway/haproxy = $rh$same — not counted: $max_steal % steal (above MAX_STEAL=$MAX_STEAL %), run again"
     else
         kept=$((kept + 1))
         RATIO_N+=("$rnx") RATIO_H+=("$rhx")
+        ((${#HDR_PROXIES[@]})) && RATIO_NH+=("$rnhx") RATIO_HH+=("$rhhx")
         note=""
         ((max_steal > MAX_STEAL)) && note=" (counted with $max_steal % steal: no extra round left)"
-        out "leaseway/nginx = $rn, leaseway/haproxy = $rh$note"
+        out "leaseway/nginx = $rn, leaseway/haproxy = $rh$same$note"
     fi
     out ""
 done
 ROUNDS=$kept
-for p in "${PROXIES[@]}"; do
+for p in "${PROXIES[@]}" "${HDR_PROXIES[@]}"; do
     [[ -n ${TPID[$p]:-} ]] && { stop_graceful "${TPID[$p]}" TERM 10 || true; }
 done
 
@@ -639,6 +707,22 @@ TPUT_VERDICT=PASS
 out ""
 out "THROUGHPUT: $TPUT_VERDICT"
 out ""
+SAME_VERDICT=SKIPPED
+if ((${#HDR_PROXIES[@]})); then
+    MIN_RNH=$(min_ratio "${RATIO_NH[@]}") MIN_RHH=$(min_ratio "${RATIO_HH[@]}")
+    V_NH=$(verdict "$MIN_RNH" ">=" 1.10) V_HH=$(verdict "$MIN_RHH" ">=" 1.20)
+    SAME_VERDICT=PASS
+    [[ $V_NH == FAIL || $V_HH == FAIL ]] && SAME_VERDICT=FAIL
+    [[ $SAME_VERDICT == PASS && ($V_NH == N/A || $V_HH == N/A) ]] && SAME_VERDICT=N/A
+    out "Same headers (not the bar above, which is judged against the plain configurations): nginx-hdr and haproxy-hdr"
+    out "add what leaseway must add (SPEC section 3): X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and"
+    out "Fly-Primary-Instance to the app, Fly-Primary-Instance and Fly-Instance to the client."
+    out "min leaseway/nginx-hdr across rounds = $(min_show "$MIN_RNH") (same bar, >= 1.10): $V_NH"
+    out "min leaseway/haproxy-hdr across rounds = $(min_show "$MIN_RHH") (same bar, >= 1.20): $V_HH"
+    out ""
+    out "THROUGHPUT WITH THE SAME HEADERS: $SAME_VERDICT"
+    out ""
+fi
 
 # --- 2. instructions per request (callgrind) -------------------------------
 CG_VERDICT=SKIPPED
@@ -742,10 +826,10 @@ if [[ ${SKIP_RSS:-0} != 1 ]]; then
 fi
 
 # --- verdict, record ---------------------------------------------------------
-for p in "${PROXIES[@]}"; do
+for p in "${PROXIES[@]}" "${HDR_PROXIES[@]}"; do
     [[ -n ${NA[$p]:-} ]] && out "note: $p not measured: ${NA[$p]}"
 done
-out "RESULT: throughput $TPUT_VERDICT, instructions/request $CG_VERDICT, RSS/idle connection $RSS_VERDICT"
+out "RESULT: throughput $TPUT_VERDICT, instructions/request $CG_VERDICT, RSS/idle connection $RSS_VERDICT (throughput against nginx and HAProxy adding the same headers: $SAME_VERDICT)"
 
 if ((RECORD)); then
     if [[ ! -s $HERE/RESULTS.md ]]; then
@@ -761,7 +845,7 @@ if ((RECORD)); then
         echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "- leaseway: $LEASEWAY_BIN, ${LW_VERSION:-n/a}, built ${LW_BUILT:-?}, repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'none')"
         echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-        echo "- ROUNDS=$ROUNDS (counted) DURATION=$DURATION SLICES=$SLICES WARMUP=$WARMUP CONNS=$CONNS MAX_STEAL=$MAX_STEAL EXTRA_ROUNDS=$EXTRA_ROUNDS QUIET_WAIT=$QUIET_WAIT CG_REQUESTS=$CG_REQUESTS IDLE_CONNS=$IDLE_CONNS"
+        echo "- ROUNDS=$ROUNDS (counted) DURATION=$DURATION SLICES=$SLICES WARMUP=$WARMUP CONNS=$CONNS MAX_STEAL=$MAX_STEAL EXTRA_ROUNDS=$EXTRA_ROUNDS QUIET_WAIT=$QUIET_WAIT CG_REQUESTS=$CG_REQUESTS IDLE_CONNS=$IDLE_CONNS SAME_HEADERS=$SAME_HEADERS"
         echo ""
         cat "$T/report.md"
     } >>"$HERE/RESULTS.md"
