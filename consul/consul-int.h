@@ -33,7 +33,7 @@ __attribute__((format(printf, 2, 3))) void consul_log(const char *level, const c
 
 /* ---- time ---- */
 
-int64_t consul_now_ms(void);  /* CLOCK_MONOTONIC */
+int64_t consul_now_ms(void);  /* CLOCK_BOOTTIME (counts suspend: the fence relies on it) */
 int64_t consul_wall_ms(void); /* CLOCK_REALTIME */
 
 /* ---- the HTTP client ---- */
@@ -76,7 +76,7 @@ struct consul_http_resp {
     bool has_leader;
     bool known_leader;       /* X-Consul-KnownLeader */
     int64_t last_contact_ms; /* X-Consul-LastContact, -1 if absent */
-    int64_t sent_ms;         /* CLOCK_MONOTONIC before the request was handed to libcurl */
+    int64_t sent_ms;         /* consul_now_ms() before the request was handed to libcurl */
 };
 
 /* Error causes, compared by pointer. */
@@ -192,10 +192,10 @@ void consul_bucket_init(struct consul_bucket *b, int64_t now_ms);
 int64_t consul_bucket_take(struct consul_bucket *b, int64_t now_ms);
 
 /*
- * Fence deadline (CLOCK_MONOTONIC ms) for a lease holder: the earliest moment at which another
- * instance could hold the key, minus a margin. Inputs are request *send* times of the last
- * successful renew (or session create) and alive feed; alive_sent_ms < 0 when there is no alive
- * check (--register=false). The argument is written out in consul_rules.c.
+ * Fence deadline (consul_now_ms(), CLOCK_BOOTTIME ms) for a lease holder: the earliest moment at which
+ * another instance could hold the key, minus a margin. Inputs are request *send* times of the last successful
+ * renew (or session create) and alive feed; alive_sent_ms < 0 when there is no alive check
+ * (--register=false). The argument is written out in consul_rules.c.
  */
 int64_t consul_fence_deadline(int64_t renew_sent_ms, int64_t ttl_ms, int64_t lock_delay_ms,
                               int64_t alive_sent_ms);

@@ -40,7 +40,7 @@ struct consul_state {
     char primary_url[ROUTE_URL_MAX];
     int64_t primary_since_ms;  /* wall clock */
     uint64_t lease_index;      /* ModifyIndex of the lease key */
-    int64_t fence_deadline_ms; /* CLOCK_MONOTONIC ms; writes refused locally from then on (primary only) */
+    int64_t fence_deadline_ms; /* CLOCK_BOOTTIME ms; writes refused locally from then on (primary only) */
     /*
      * This instance holds the lease but its fence has run out (Consul unreachable or not
      * answering in time): role is unknown and no primary is known until Consul answers again.

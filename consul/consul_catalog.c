@@ -30,8 +30,8 @@ struct consul_catalog {
     char *path;                  /* /v1/health/service/<escaped service> */
     json_t *entries;             /* last good reply */
     uint64_t index;              /* blocking-query index (0: plain read) */
-    int64_t got_ms;              /* CLOCK_MONOTONIC of the last good reply; -1 none */
-    int64_t wanted_ms;           /* CLOCK_MONOTONIC of the last reader */
+    int64_t got_ms;              /* consul_now_ms() of the last good reply; -1 none */
+    int64_t wanted_ms;           /* consul_now_ms() of the last reader */
     unsigned attempt;            /* consecutive failures */
     uint32_t rnd;
     struct consul_bucket bucket;

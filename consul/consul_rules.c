@@ -33,11 +33,12 @@ void consul_log(const char *level, const char *fmt, ...)
         fprintf(stderr, "level=%s component=consul %s\n", level, line);
 }
 
+/* CLOCK_BOOTTIME: the fence deadline must count a suspended machine's sleep (see route_fence_now_ms()) */
 int64_t consul_now_ms(void)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 

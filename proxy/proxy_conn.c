@@ -998,7 +998,7 @@ static int route_and_dispatch(struct client *c)
         .recent_write = c->recent_write,
         .body_over_replay_max = c->req_framing == BODY_LENGTH && p->content_length > ROUTE_REPLAY_BODY_MAX,
     };
-    struct route_decision d = route_decide(&w->px->rules, &rreq, &w->snap, proxy_now_ms());
+    struct route_decision d = route_decide(&w->px->rules, &rreq, &w->snap, route_fence_now_ms());
     if (d.action == ROUTE_LOCAL && d.is_write)
         local_write_begin(c);
     c->route = d.action;

@@ -50,7 +50,7 @@ struct cluster_snapshot {
     uint64_t lease_index;       /* ModifyIndex of the lease key (0: none) */
     /*
      * Fencing (SPEC §5): a primary may accept a write locally only while
-     * monotonic now < fence_deadline_ms. 0 means no fence (static lease).
+     * route_fence_now_ms() (CLOCK_BOOTTIME) < fence_deadline_ms. 0 means no fence (static lease).
      */
     int64_t fence_deadline_ms;
     bool consul_reachable;

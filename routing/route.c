@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 const char *route_action_str(enum route_action action)
 {
@@ -120,6 +121,13 @@ static bool method_is_read(const char *m, size_t len)
 }
 
 /* May this instance apply a write now? Primary, and not fenced. */
+int64_t route_fence_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static bool can_write_locally(const struct cluster_snapshot *snap, int64_t now_ms)
 {
     if (snap->role != ROUTE_ROLE_PRIMARY)

@@ -65,7 +65,11 @@ void route_rules_free(struct route_rules *rules);
 
 bool route_glob_match(const char *pattern, const char *s, size_t len);
 
-/* now_ms is CLOCK_MONOTONIC in ms, compared with the snapshot's fence. */
+/* The fence's clock: CLOCK_BOOTTIME in ms, as consul/ times the fence deadline (it counts the time a
+ * suspended machine slept; CLOCK_MONOTONIC does not). */
+int64_t route_fence_now_ms(void);
+
+/* now_ms is route_fence_now_ms(), compared with the snapshot's fence. */
 struct route_decision route_decide(const struct route_rules *rules, const struct route_request *req,
                                    const struct cluster_snapshot *snap, int64_t now_ms);
 

@@ -10,8 +10,57 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <sched.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #include "consul/consul-int.h"
+#include "routing/route.h"
+
+static int64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The fence is timed on CLOCK_BOOTTIME, which counts a suspended machine's sleep (a paused VM, a
+ * laptop lid): CLOCK_MONOTONIC stops meanwhile, so a primary waking up after its session expired
+ * would have kept writing until its fence, timed from before the sleep, ran out on the stopped
+ * clock. A time namespace whose boot time is 1000 s ahead of its monotonic time tells the two
+ * clocks apart (root only; skipped elsewhere).
+ */
+Test(clock, fence_clocks_count_a_suspended_machine)
+{
+    if (unshare(CLONE_NEWTIME) < 0)
+        cr_skip_test("no time namespace here (%s)", strerror(errno));
+    FILE *f = fopen("/proc/self/timens_offsets", "w");
+    if (!f || fprintf(f, "boottime 1000 0\n") < 0 || fclose(f) != 0)
+        cr_skip_test("cannot set the time namespace's offsets (%s)", strerror(errno));
+    pid_t pid = fork(); /* the new namespace applies to children */
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int64_t boot = clock_ms(CLOCK_BOOTTIME), mono = clock_ms(CLOCK_MONOTONIC);
+        int bad = 0;
+        if (boot - mono < 999000)
+            bad |= 1; /* the namespace did not take */
+        if (llabs(consul_now_ms() - boot) > 500)
+            bad |= 2;
+        if (llabs(route_fence_now_ms() - boot) > 500)
+            bad |= 4;
+        _exit(bad);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status));
+    cr_expect_eq(WEXITSTATUS(status) & 1, 0, "the time namespace's offset did not apply");
+    cr_expect_eq(WEXITSTATUS(status) & 2, 0,
+                 "consul_now_ms() (renew times, fence deadlines) is not CLOCK_BOOTTIME");
+    cr_expect_eq(WEXITSTATUS(status) & 4, 0,
+                 "route_fence_now_ms() (the workers' fence check) is not CLOCK_BOOTTIME");
+}
 
 Test(consul_index, rules)
 {
