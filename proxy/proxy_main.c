@@ -98,10 +98,12 @@ static int handoff(int argc, char **argv)
                    "Exit status: 0 when the lease is being released; 1 when this instance is not the\n"
                    "primary, has no Consul lease, or cannot be reached; 2 on bad usage.\n");
             return 0;
-        } else if (!strcmp(argv[i], "--admin") && i + 1 < argc) {
-            admin = argv[++i];
-        } else if (!strncmp(argv[i], "--admin=", 8)) {
-            admin = argv[i] + 8;
+        } else if (!strcmp(argv[i], "--admin") || !strncmp(argv[i], "--admin=", 8)) {
+            admin = argv[i][7] == '=' ? argv[i] + 8 : i + 1 < argc ? argv[++i] : "";
+            if (!*admin) {
+                fprintf(stderr, "leaseway handoff: --admin needs a value (HOST:PORT)\n");
+                return 2;
+            }
         } else {
             fprintf(stderr, "leaseway handoff: unexpected argument \"%s\"\n", argv[i]);
             return 2;

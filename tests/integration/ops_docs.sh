@@ -70,6 +70,16 @@ helpcheck "leaseway version names leaseway and every library" "leaseway " libeve
 rc=0
 "$BIN" frobnicate >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] && ok "an unknown subcommand exits 2" || bad "unknown subcommand exited $rc"
+for args in "--admin" "--admin="; do
+  rc=0
+  # shellcheck disable=SC2086 # one word each
+  out=$("$BIN" handoff $args 2>&1) || rc=$?
+  if [ "$rc" = 2 ] && grep -q '^leaseway handoff: --admin needs a value (HOST:PORT)' <<<"$out"; then
+    ok "handoff $args without a value: exit 2, and it says what is missing"
+  else
+    bad "handoff $args: exit $rc, said: $out"
+  fi
+done
 rc=0
 "$BIN" status --no-such-flag >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] && ok "status with an unknown flag exits 2" || bad "status --no-such-flag exited $rc"
