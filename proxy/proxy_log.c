@@ -209,7 +209,48 @@ static size_t json_from_logfmt(char *buf, size_t size, size_t n, const char *s, 
     return n;
 }
 
-/* logfmt pairs -> JSON members: k=v, k="quoted v" */
+/* Fields that are counts or durations: an unquoted value of theirs that is a JSON number is written
+ * as one. Named, not guessed from the value, so that a field's JSON type is the same on every line
+ * (an instance ID of digits stays a string). */
+static bool numeric_key(const char *k, size_t len)
+{
+    static const char *const suffix[] = {"_ms", "_per_s", "_code", "_sent"};
+    static const char *const name[] = {"fd",      "pid",  "status", "index", "lines", "worker",
+                                       "workers", "step", "tenure", "was",   "now",   "migrate_running",
+                                       "oks",     "fails"};
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        size_t sl = strlen(suffix[i]);
+        if (len > sl && !memcmp(k + len - sl, suffix[i], sl))
+            return true;
+    }
+    for (size_t i = 0; i < sizeof(name) / sizeof(name[0]); i++)
+        if (strlen(name[i]) == len && !memcmp(k, name[i], len))
+            return true;
+    return false;
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)? : what JSON accepts as a number, without exponents */
+static bool json_number(const char *v, size_t len)
+{
+    size_t i = 0;
+    if (i < len && v[i] == '-')
+        i++;
+    if (i >= len || v[i] < '0' || v[i] > '9' ||
+        (v[i] == '0' && i + 1 < len && v[i + 1] >= '0' && v[i + 1] <= '9'))
+        return false;
+    while (i < len && v[i] >= '0' && v[i] <= '9')
+        i++;
+    if (i < len && v[i] == '.') {
+        size_t d = ++i;
+        while (i < len && v[i] >= '0' && v[i] <= '9')
+            i++;
+        if (i == d)
+            return false;
+    }
+    return i == len;
+}
+
+/* logfmt pairs -> JSON members: k=v, k="quoted v"; numbers bare for the numeric_key() fields */
 static size_t kv_to_json(char *buf, size_t size, size_t n, const char *kv)
 {
     const char *p = kv;
@@ -242,6 +283,10 @@ static size_t kv_to_json(char *buf, size_t size, size_t n, const char *kv)
         buf[n++] = ',';
         buf[n++] = '"';
         n = json_escape(buf, size, n, k, klen);
+        if (!quoted && n + vlen + 3 < size && numeric_key(k, klen) && json_number(v, vlen)) {
+            n += (size_t)snprintf(buf + n, size - n, "\":%.*s", (int)vlen, v);
+            continue;
+        }
         n += (size_t)snprintf(buf + n, size - n, "\":\"");
         n = quoted ? json_from_logfmt(buf, size, n, v, vlen) : json_escape(buf, size, n, v, vlen);
         if (n + 1 < size)

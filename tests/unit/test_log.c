@@ -154,6 +154,41 @@ Test(log, quoted_values_text_and_json)
     free(out);
 }
 
+static void numeric_line(void)
+{
+    proxy_log_info("numbers",
+                   "pid=%d duration_ms=12 ttl_ms=10000 limit_per_s=50 status=200 index=7 "
+                   "timeout_ms=abc instance=123 n=4 reason=\"7\" worker=-1 lines=1.5",
+                   4242);
+}
+
+/* --log-format json: the fields that are counts and durations are JSON numbers (jq '.ttl_ms > 5000'
+ * works); an ID or a quoted value that happens to be digits stays a string, so a field's type never
+ * changes from one line to the next. */
+Test(log, json_numbers)
+{
+    proxy_log_setup("json", "info");
+    char *out = capture_stderr(numeric_line);
+    proxy_log_setup("text", "info");
+    json_error_t e;
+    json_t *j = json_loads(out, 0, &e);
+    cr_assert(j, "not JSON (%s): %s", e.text, out);
+    const char *nums[] = {"pid",    "duration_ms", "ttl_ms", "limit_per_s",
+                          "status", "index",       "worker", "lines"};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+        cr_expect(json_is_number(json_object_get(j, nums[i])), "%s is not a number: %s", nums[i], out);
+    cr_expect_eq(json_integer_value(json_object_get(j, "pid")), 4242);
+    cr_expect_eq(json_integer_value(json_object_get(j, "ttl_ms")), 10000);
+    cr_expect_eq(json_integer_value(json_object_get(j, "worker")), -1);
+    cr_expect_float_eq(json_real_value(json_object_get(j, "lines")), 1.5, 1e-9);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "timeout_ms")), "abc", "not a number: a string");
+    cr_expect_str_eq(json_string_value(json_object_get(j, "instance")), "123", "an ID stays a string");
+    cr_expect_str_eq(json_string_value(json_object_get(j, "n")), "4");
+    cr_expect_str_eq(json_string_value(json_object_get(j, "reason")), "7", "a quoted value stays a string");
+    json_decref(j);
+    free(out);
+}
+
 static char *access_lines(const char *format)
 {
     char path[] = "/tmp/leaseway-test-access.XXXXXX";
