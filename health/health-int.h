@@ -260,6 +260,7 @@ struct health {
     bool app_http_ready;
     struct event *app_tick;
     char app_last[ROUTE_REASON_MAX]; /* last app health result, logged on change */
+    struct health_app_state app;     /* fall/rise counts of --upstream-health */
     struct health_migrate mig;
     struct health_child child;
 };

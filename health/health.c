@@ -35,18 +35,22 @@ static void app_health_done(void *arg, int status, const char *err)
         snprintf(detail, sizeof(detail), "GET %s answered %d", h->upstream_health, status);
     else
         snprintf(detail, sizeof(detail), "GET %s: %s", h->upstream_health, err);
+    bool was_up = h->app.up;
+    bool up = health_app_result(&h->app, ok);
     const char *now = ok ? "" : detail;
-    if (strcmp(now, h->app_last) != 0) {
+    if (strcmp(now, h->app_last) != 0 || up != was_up) {
         char q[PROXY_LOG_QUOTE_MAX];
         if (ok)
-            proxy_log_info("app healthy", "path=%s status=%d", h->upstream_health, status);
+            proxy_log_info(up ? "app healthy" : "app check passed, not healthy yet",
+                           "path=%s status=%d oks=%d", h->upstream_health, status, h->app.oks);
         else
-            proxy_log_warn("app not healthy", "path=%s detail=\"%s\"", h->upstream_health,
-                           proxy_log_quote(q, sizeof(q), detail));
+            proxy_log_warn(up ? "app check failed, still counted healthy" : "app not healthy",
+                           "path=%s detail=\"%s\" fails=%d", h->upstream_health,
+                           proxy_log_quote(q, sizeof(q), detail), h->app.fails);
         snprintf(h->app_last, sizeof(h->app_last), "%s", now);
     }
     if (!h->draining)
-        health_set(h, HEALTH_COND_APP_HEALTHY, true, ok, ok ? NULL : detail);
+        health_set(h, HEALTH_COND_APP_HEALTHY, true, up, up ? NULL : detail);
 }
 
 static void app_health_tick(evutil_socket_t fd, short what, void *arg)

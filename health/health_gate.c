@@ -60,3 +60,19 @@ enum route_gate health_gate_state(const struct health_gate *g, char *reason, siz
     }
     return ROUTE_GATE_OPEN;
 }
+
+bool health_app_result(struct health_app_state *s, bool ok)
+{
+    if (ok) {
+        s->fails = 0;
+        s->oks++;
+        if (!s->up && (!s->ever_up || s->oks >= HEALTH_APP_RISE))
+            s->up = s->ever_up = true;
+    } else {
+        s->oks = 0;
+        s->fails++;
+        if (s->up && s->fails >= HEALTH_APP_FALL)
+            s->up = false;
+    }
+    return s->up;
+}

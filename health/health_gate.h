@@ -40,4 +40,18 @@ bool health_gate_set(struct health_gate *g, enum health_cond c, bool needed, boo
 /* The gate's state and a one-line reason (empty when open). */
 enum route_gate health_gate_state(const struct health_gate *g, char *reason, size_t size);
 
+/*
+ * --upstream-health results to the app_healthy condition, with HAProxy's hysteresis (fall 3,
+ * rise 2): the first 2xx opens it at once (start-up); once open, HEALTH_APP_FALL failed checks in
+ * a row close it, so that one slow or failed answer does not take the instance out; once closed
+ * again, HEALTH_APP_RISE good checks in a row reopen it. Returns whether the app counts as healthy.
+ */
+#define HEALTH_APP_FALL 3
+#define HEALTH_APP_RISE 2
+struct health_app_state {
+    bool up, ever_up;
+    int oks, fails; /* in a row */
+};
+bool health_app_result(struct health_app_state *s, bool ok);
+
 #endif

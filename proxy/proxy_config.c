@@ -89,7 +89,9 @@ static const struct opt opts[] = {
     {"migrate-command", OPT_STR, O(migrate_command), NULL, "CMD",
      "run by the lease holder before its gate opens", 0},
     {"upstream-health", OPT_STR, O(upstream_health), NULL, "PATH",
-     "app health path; the gate stays closed until it answers 2xx", 0},
+     "app health path, checked every second; the gate stays closed until it answers 2xx, then closes after 3 "
+     "failed checks in a row and reopens after 2 good ones (HAProxy's fall 3, rise 2)",
+     0},
     {"drain-timeout", OPT_DUR, O(drain_timeout_ms), "30s", "DUR", "graceful shutdown budget", 0},
     {"log-format", OPT_STR, O(log_format), "text", "FORMAT", "text (logfmt) or json", 0},
     {"log-level", OPT_STR, O(log_level), "info", "LEVEL", "debug, info, warn or error", 0},
@@ -353,6 +355,21 @@ static char *expand_env(const char *s)
                 vlen = strlen(val);
                 p = close + 1;
             }
+        } else if (p[0] == '$' && (isalpha((unsigned char)p[1]) || p[1] == '_')) {
+            /* $NAME: the name runs to the last letter, digit or '_' (a '$' before anything else stays) */
+            size_t len = 1;
+            while (isalnum((unsigned char)p[1 + len]) || p[1 + len] == '_')
+                len++;
+            char *name = strndup(p + 1, len);
+            if (!name) {
+                free(out);
+                return NULL;
+            }
+            val = getenv(name);
+            free(name);
+            val = val ? val : "";
+            vlen = strlen(val);
+            p += 1 + len;
         }
         if (!val) {
             val = p++;
@@ -375,6 +392,7 @@ static char *expand_env(const char *s)
 }
 
 static int check_opt(const struct proxy_config *cfg, size_t i, const char *what);
+static void fmt_duration(int64_t ms, char *buf, size_t size);
 
 /* A plain scalar that YAML reads as null: "key:", "key: ~", "key: null" (quoted, they are text). */
 static bool yaml_null(const yaml_event_t *ev)
@@ -753,6 +771,19 @@ static int check_opt(const struct proxy_config *cfg, size_t i, const char *what)
             return -1;
         }
         break;
+    case O(lease_ttl_ms):
+    case O(lock_delay_ms): {
+        /* the Consul client checks these too, but only once it starts, and in a log line */
+        int ttl = opts[i].off == O(lease_ttl_ms);
+        if (n < 1000 || n > (ttl ? 86400000 : 60000)) {
+            char d[32];
+            fmt_duration(n, d, sizeof(d));
+            err("%s %s: must be between 1s and %s%s", what, d, ttl ? "24h" : "60s",
+                ttl ? " (and at least Consul's session_ttl_min, 10s by default)" : "");
+            return -1;
+        }
+        break;
+    }
     case O(max_connections):
         if (n < 1) {
             err("%s %lld: must be at least 1", what, (long long)n);

@@ -6,7 +6,8 @@
 #            re-check) -> re-applied (opens)
 #   command: exit 1 -> exit 0 opens -> exit 1 closes; the last output line is the reason
 #   http:    503 -> 200 opens -> 503 closes
-#   --upstream-health: 503 -> 200 opens -> 503 closes within ~1 s
+#   --upstream-health: 503 -> 200 opens; a failed check or two (a blip) leave it open; three in a
+#   row close it (HAProxy's fall 3); two good checks in a row reopen it (rise 2)
 #   while closed: public requests get 503, Leaseway-Gate: closed, Retry-After: 1 and the
 #   reason; passthrough paths are still served; /health is 503 with the reason
 #   bad input: a database file that is not SQLite; a probe command that hangs is
@@ -173,10 +174,27 @@ check "U: app healthy opens the gate within 2 s" wait_gate U 200 2
 expect_eq "U: public request served once open" \
     "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$PORT_U/anything")" 200
 
+# --- a blip is not a fall: one or two failed checks in a row keep the gate open (fall 3) ------
+rm -f "$T/app.ok"
+blip_closed=0
+for _ in $(seq 14); do # 1.4 s: at most two checks (one a second)
+    [ "$(health_code U)" = 200 ] || blip_closed=1
+    sleep 0.1
+done
+touch "$T/app.ok"
+check "U: a check or two failing in a row (a blip) leaves the gate open" [ "$blip_closed" = 0 ]
+check "U: ... and the failed check was logged as such" \
+    grep -q 'msg="app check failed, still counted healthy".*fails=1' "$T/leaseway.U.log"
+sleep 1.2 # a good check resets the count
+
 # --- and close again on a later failure ------------------------------------------------
 sql "UPDATE _prisma_migrations SET rolled_back_at = current_timestamp WHERE id = 'b1';"
 rm -f "$T/cmd.ok" "$T/http.ok" "$T/app.ok"
-check "U: unhealthy app closes the gate within 2 s" wait_gate U 503 2
+check "U: unhealthy app closes the gate after three failed checks, within 4 s" wait_gate U 503 4
+touch "$T/app.ok"
+check "U: healthy again reopens it after two good checks in a row, within 3 s" wait_gate U 200 3
+check "U: ... the first good check was logged, not yet reopening it" \
+    grep -q 'msg="app check passed, not healthy yet".*oks=1' "$T/leaseway.U.log"
 check "P: rolled-back migration closes the gate on the 10 s re-check" wait_gate P 503 12
 check "C: failing command closes the gate on the 10 s re-check" wait_gate C 503 12
 check "H: 503 closes the gate on the 10 s re-check" wait_gate H 503 12

@@ -66,6 +66,11 @@ refused "a bad file value that --writes overrides" 'over2.yml:2: writes "proxy":
     --config "$d/over2.yml" --writes forward
 refused "--idle-timeout 0, naming the flag" '^leaseway: --idle-timeout 0: must be greater than 0' "${T[@]}" \
     --idle-timeout 0
+refused "--lock-delay 500ms, naming the flag and the range" '^leaseway: --lock-delay 500ms: must be between 1s and 60s' \
+    "${T[@]}" --lease-key k --lock-delay 500ms
+refused "--lock-delay 2m" '^leaseway: --lock-delay 2m: must be between 1s and 60s' "${T[@]}" --lease-key k --lock-delay 2m
+refused "--lease-ttl 500ms, naming the flag and the range" '^leaseway: --lease-ttl 500ms: must be between 1s and 24h' \
+    "${T[@]}" --lease-key k --lease-ttl 500ms
 
 # what run refuses before it starts anything, --check refuses with the same line
 same_as_run() {
@@ -90,6 +95,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 same_as_run "an --admin host that does not resolve" "${T[@]}" --admin no-such-host.invalid:9901
 same_as_run "an --admin with a broken IPv6 host" "${T[@]}" --admin '[::1:9901'
+# the Consul client checked these only once started, in a log line, after the gate had opened
+same_as_run "--lock-delay 500ms" "${T[@]}" --admin off --lease-key k --consul-addr http://127.0.0.1:1 --lock-delay 500ms
 [ ! -e "$d/nonexistent" ] || bad "--check created the access log's directory"
 if "$bin" run --listen 127.0.0.1:1 --admin off "${T[@]}" --access-log "$d/new.log" --check >"$d/out" 2>"$d/err" </dev/null &&
     [ ! -e "$d/new.log" ]; then

@@ -177,6 +177,33 @@ Test(config, env_expansion_long_name, .init = cr_redirect_stderr)
     unlink(path);
 }
 
+/* $NAME without braces too, as litefs.yml (Go's os.ExpandEnv) does; a '$' not followed by a name or
+ * '{' stays as it is (a trailing '$', "$5", "$-") */
+Test(config, env_expansion_bare_name, .init = cr_redirect_stderr)
+{
+    char path[] = "/tmp/leaseway-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "target: $LW_TEST_HOST:3000\nregion: $LW_TEST_UNSET_9\ninstance: a$LW_TEST_ID.b$\n"
+               "advertise: http://h:1/$5/$-/$LW_TEST_HOSTx\n");
+    fclose(f);
+    setenv("LW_TEST_HOST", "127.0.0.1", 1);
+    setenv("LW_TEST_ID", "7", 1);
+    unsetenv("LW_TEST_UNSET_9");
+    struct proxy_config cfg;
+    const char *argv[] = {"--config", path};
+    cr_assert_eq(load(&cfg, 2, argv), 0);
+    cr_expect_str_eq(cfg.target, "127.0.0.1:3000");
+    cr_expect(cfg.region == NULL || cfg.region[0] == '\0', "an unset variable is empty: \"%s\"", cfg.region);
+    cr_expect_str_eq(cfg.instance, "a7.b$");
+    cr_expect_str_eq(cfg.advertise, "http://h:1/$5/$-/", "the name runs to the last letter, digit or _");
+    proxy_config_free(&cfg);
+    unsetenv("LW_TEST_HOST");
+    unsetenv("LW_TEST_ID");
+    unlink(path);
+}
+
 Test(config, errors_name_their_origin, .init = cr_redirect_stderr)
 {
     char path[] = "/tmp/leaseway-cfg-XXXXXX";

@@ -84,6 +84,27 @@ Test(health_gate, set_reports_changes_only)
     cr_assert_str_eq(health_cond_str(HEALTH_COND_COUNT), "invalid");
 }
 
+/* --upstream-health's hysteresis (HAProxy's fall 3, rise 2): the first 2xx opens the condition; once
+ * open, only three failures in a row close it (a blip does not take the instance out); once closed
+ * again, two successes in a row reopen it. */
+Test(health_app, fall_and_rise)
+{
+    struct health_app_state s = {0};
+    cr_expect_not(health_app_result(&s, false), "closed until the app first answers 2xx");
+    cr_expect_not(health_app_result(&s, false));
+    cr_expect(health_app_result(&s, true), "the first 2xx opens it at once (start-up)");
+    cr_expect(health_app_result(&s, false), "one failure: still open");
+    cr_expect(health_app_result(&s, false), "two: still open");
+    cr_expect(health_app_result(&s, true), "a success resets the count");
+    cr_expect(health_app_result(&s, false));
+    cr_expect(health_app_result(&s, false));
+    cr_expect_not(health_app_result(&s, false), "three in a row close it");
+    cr_expect_not(health_app_result(&s, true), "one success after a fall is not enough");
+    cr_expect_not(health_app_result(&s, false), "and a failure resets the rise count");
+    cr_expect_not(health_app_result(&s, true));
+    cr_expect(health_app_result(&s, true), "two in a row reopen it");
+}
+
 Test(health_probe_parse, good)
 {
     struct health_probe_spec s;
