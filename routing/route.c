@@ -120,7 +120,6 @@ static bool method_is_read(const char *m, size_t len)
     }
 }
 
-/* May this instance apply a write now? Primary, and not fenced. */
 int64_t route_fence_now_ms(void)
 {
     struct timespec ts;
@@ -128,6 +127,7 @@ int64_t route_fence_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* May this instance apply a write now? Primary, and not fenced. */
 static bool can_write_locally(const struct cluster_snapshot *snap, int64_t now_ms)
 {
     if (snap->role != ROUTE_ROLE_PRIMARY)
