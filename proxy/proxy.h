@@ -133,6 +133,7 @@ struct client {
     size_t pending_len;
     struct evbuffer *body; /* a write's body buffered before dispatch (hold, retry) */
     uint64_t excluded;     /* hash of a primary that answered 421 or was unreachable */
+    uint64_t sent_to;      /* hash of the primary the request was last forwarded to (0: none) */
     int64_t excluded_until_ms;
     int64_t hold_deadline_ms; /* a held write gives up then (set once, kept across retries) */
     uint64_t *txid_want;      /* while waiting for LiteFS to catch up: the TXIDs the client saw */
@@ -163,7 +164,7 @@ struct client {
     unsigned deferred : 1;         /* body goes to c->body; not dispatched yet */
     unsigned retry_ok : 1;         /* the whole request is buffered: it can be sent again */
     unsigned was_held : 1;         /* waited for a primary (metrics route "held") */
-    unsigned misdirects : 2;       /* 421s received for this request */
+    unsigned misdirects : 2;       /* 421s in a row from the same primary (sent_to) */
     unsigned from_peer : 1;        /* forwarded to us by another leaseway */
     unsigned is_write : 1;         /* routing says it writes */
     unsigned local_write : 1;      /* counted in metrics.local_writes until it is done */
@@ -171,7 +172,7 @@ struct client {
     unsigned recent_write : 1;     /* carries a fresh leaseway_wrote cookie */
     unsigned fresh_conn : 1;       /* retried after a stale pooled connection: use a new one */
     unsigned txid_checked : 1;     /* the __txid wait is over (caught up or given up) */
-    unsigned give_up : 1;          /* a second 421: only a different primary may have it */
+    unsigned give_up : 1;          /* a second 421 from one primary: only another may have it */
     unsigned expect_continue : 1;  /* Expect: 100-continue */
     unsigned continue_sent : 1;    /* we said 100 Continue ourselves (buffered body) */
     unsigned lingering : 1;        /* write side shut; reading and discarding until EOF (RFC 9112 §9.6) */

@@ -594,7 +594,7 @@ static int req_message_begin(llhttp_t *p)
     c->head_done = 0;
     c->trailer_len = 0;
     c->misdirects = 0;
-    c->excluded = 0;
+    c->excluded = c->sent_to = 0;
     c->hold_deadline_ms = 0;
     c->status = 0;
     c->route = ROUTE_LOCAL;
@@ -855,9 +855,10 @@ static uint64_t id_hash(const char *s)
 
 #define EXCLUDE_MS 300
 
+/* Skip the primary the request was last sent to, for EXCLUDE_MS (or for good: give_up). */
 static void exclude_primary(struct client *c)
 {
-    c->excluded = c->w->snap.primary_known ? id_hash(c->w->snap.primary_id) : 0;
+    c->excluded = c->sent_to;
     c->excluded_until_ms = proxy_now_ms() + EXCLUDE_MS;
 }
 
@@ -1104,6 +1105,8 @@ static int dispatch(struct client *c)
             return HPE_USER;
         }
     }
+    if (c->route == ROUTE_FORWARD)
+        c->sent_to = w->snap.primary_known ? id_hash(w->snap.primary_id) : 0;
     struct upstream *u = upstream_acquire(w, t, c->fresh_conn);
     if (!u) {
         if (c->route == ROUTE_FORWARD && c->req_done && c->retry_ok) {
@@ -1797,11 +1800,16 @@ static int resp_headers_complete(llhttp_t *p)
          */
         u->discard = 1;
         if (status == 421) {
+            /*
+             * Retried once already at this primary (SPEC §2 step 9): from now on wait for the
+             * snapshot to name another. A 421 from a primary not yet tried starts over: at a
+             * handoff the old primary can say it (it let go), then the new one (its acquire
+             * reply is still on its way) - the new one is tried again after EXCLUDE_MS.
+             */
+            bool again = c->misdirects >= 1 && c->excluded == c->sent_to;
             exclude_primary(c);
-            /* retried once already (SPEC §2 step 9): from now on wait for the snapshot to name another */
-            c->give_up = c->misdirects >= 1;
-            if (c->misdirects < 3)
-                c->misdirects++;
+            c->give_up = again;
+            c->misdirects = again ? 2 : 1;
         }
         return c->head_req ? 1 : 0;
     }
