@@ -50,6 +50,10 @@
 #   2. user-space instructions per proxied request (callgrind, Ir):
 #      (Ir(N requests) - Ir(0 requests)) / N, client = bench_client.py, fixed
 #      N over 4 keep-alive connections. Bar: leaseway <= 0.8x nginx.
+#   2b. the app's user-space instructions per request behind each target
+#      (callgrind of a second upstream nginx, behind a fresh copy of each
+#      proxy; Ir(N) - Ir(0), as in 2): what the headers a proxy adds cost the
+#      app. Information, no bar.
 #   3. RSS growth per 10 000 idle keep-alive client connections. Bar:
 #      leaseway <= nginx.
 #
@@ -61,7 +65,7 @@
 #   QUIET_WAIT [60] s a round waits at most for the steal to fall to MAX_STEAL
 #   WARMUP [2] s per target and round  CONNS [64] wrk connections
 #   CG_REQUESTS [20000]  IDLE_CONNS [10000]
-#   SKIP_CALLGRIND=1  SKIP_RSS=1  skip those parts
+#   SKIP_CALLGRIND=1  SKIP_RSS=1  skip those parts (SKIP_APP_CALLGRIND=1: only the app's callgrind, 2b)
 #   QUICK=1   smoke run: 1 round x 3 s in 1 slice, 1 s warm-up, 2000 callgrind requests,
 #             2000 idle connections (CI; < 2 min)
 #   MAX_SECONDS  hard time budget, the run is killed after it [3600; QUICK 170]
@@ -253,10 +257,10 @@ nginx_http_common() {
     default_type application/octet-stream;
 EOF
 }
-gen_upstream_conf() { # port -> path
-    local f=$T/nginx-upstream.conf
+gen_upstream_conf() { # port [tag] -> path
+    local f=$T/nginx-${2:-upstream}.conf
     {
-        nginx_common upstream
+        nginx_common "${2:-upstream}"
         echo "http {"
         nginx_http_common
         cat <<EOF
@@ -780,6 +784,61 @@ if [[ ${SKIP_CALLGRIND:-0} != 1 ]]; then
     CG_VERDICT=$(verdict "$R_INX" "<=" 0.80)
     out ""
     out "leaseway/nginx = $R_IN (bar <= 0.80): $CG_VERDICT; leaseway/haproxy = $R_IH"
+    out ""
+fi
+
+# --- 2b. the app's instructions per request behind each target ---------------
+# A second upstream nginx, under callgrind, behind a fresh copy of each proxy: what the app's own
+# work per request is, given what each proxy sends it (the -hdr targets and leaseway add headers).
+if [[ ${SKIP_CALLGRIND:-0} != 1 && ${SKIP_APP_CALLGRIND:-0} != 1 ]]; then
+    # app_cg_run target n -> sets APP_IR (the app's total Ir, or "ERR") and APP_CLIENT
+    app_cg_run() {
+        local tgt=$1 n=$2 pre=$T/callgrind-app-$1-$2 cgport pid port up_saved=$UP_PORT
+        APP_IR=ERR APP_CLIENT=""
+        cgport=$(free_port)
+        start_bg "app-cg-$tgt-$n" "${PIN_SRV[@]}" valgrind --tool=callgrind "--callgrind-out-file=$pre.%p" \
+            nginx -p "$T/ngx" -e "$T/nginx-app-cg.err" -c "$(gen_upstream_conf "$cgport" app-cg)"
+        pid=$LAST_PID port=$cgport
+        if ! wait_ready "$pid" "$cgport" 60 tcp; then
+            APP_CLIENT="the upstream under valgrind did not start"
+            kill_wait "$pid" KILL 3
+            return
+        fi
+        if [[ $tgt != direct ]]; then
+            UP_PORT=$cgport
+            start_proxy "$tgt" "app$n" || APP_CLIENT="$tgt: $START_ERR"
+            UP_PORT=$up_saved port=$PPORT
+        fi
+        if [[ -z $APP_CLIENT ]] && ! http_ok "$port" 30; then APP_CLIENT="warm-up request failed"; fi
+        [[ -z $APP_CLIENT ]] && APP_CLIENT=$(timeout 300 "${PIN_CLI[@]}" "$PY" "$CLIENT" count 127.0.0.1 "$port" /1k.bin "$n" 4)
+        [[ $tgt != direct && -n ${PPID_:-} ]] && { stop_graceful "$PPID_" "$STOPSIG" 10 || true; }
+        stop_graceful "$pid" QUIT 60 || APP_CLIENT="$APP_CLIENT; the upstream did not exit on SIGQUIT"
+        APP_IR=$(cat "$pre".* 2>/dev/null | awk '/^summary:/ { s += $2; f = 1 } /^totals:/ { t += $2 }
+            END { if (f) print s; else if (t) print t; else print "ERR" }')
+    }
+    out "### The app's instructions per request behind each target (callgrind Ir of the upstream nginx, $CG_REQUESTS requests over 4 keep-alive connections, minus a run with only the warm-up request)"
+    out ""
+    out "| target | app Ir($CG_REQUESTS) | app Ir(0) | app instructions/request | client |"
+    out "|---|---:|---:|---:|---|"
+    for tgt in "${TARGETS[@]}"; do
+        if [[ -n ${NA[$tgt]:-} ]]; then
+            out "| $tgt | n/a | n/a | n/a | ${NA[$tgt]} |"
+            continue
+        fi
+        log "callgrind of the app behind $tgt"
+        PPID_=""
+        app_cg_run "$tgt" 0
+        ir0=$APP_IR
+        PPID_=""
+        app_cg_run "$tgt" "$CG_REQUESTS"
+        irn=$APP_IR cl=$APP_CLIENT ipr=ERR
+        if [[ $ir0 =~ ^[0-9]+$ && $irn =~ ^[0-9]+$ ]] && [[ $cl == "ok=$CG_REQUESTS fail=0"* ]]; then
+            ipr=$(awk -v a="$irn" -v b="$ir0" -v n="$CG_REQUESTS" 'BEGIN { printf "%.0f", (a - b) / n }')
+        fi
+        out "| $tgt | $irn | $ir0 | $ipr | $cl |"
+    done
+    out ""
+    out "(information, no bar: the plain nginx and HAProxy add no header, the -hdr targets and leaseway add SPEC section 3's four)"
     out ""
 fi
 
