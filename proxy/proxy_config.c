@@ -341,35 +341,33 @@ static char *expand_env(const char *s)
     for (const char *p = s; *p;) {
         const char *val = NULL;
         size_t vlen = 0;
+        const char *name =
+            NULL; /* ${NAME} (a name of any length), or $NAME up to its last letter, digit or _ */
+        size_t nlen = 0, skip = 0;
         if (p[0] == '$' && p[1] == '{') {
             const char *close = strchr(p + 2, '}');
             if (close) {
-                char *name = strndup(p + 2, (size_t)(close - p - 2)); /* a name of any length */
-                if (!name) {
-                    free(out);
-                    return NULL;
-                }
-                val = getenv(name);
-                free(name);
-                val = val ? val : "";
-                vlen = strlen(val);
-                p = close + 1;
+                name = p + 2;
+                nlen = (size_t)(close - name);
+                skip = nlen + 3;
             }
         } else if (p[0] == '$' && (isalpha((unsigned char)p[1]) || p[1] == '_')) {
-            /* $NAME: the name runs to the last letter, digit or '_' (a '$' before anything else stays) */
-            size_t len = 1;
-            while (isalnum((unsigned char)p[1 + len]) || p[1 + len] == '_')
-                len++;
-            char *name = strndup(p + 1, len);
-            if (!name) {
+            name = p + 1;
+            while (isalnum((unsigned char)name[nlen]) || name[nlen] == '_')
+                nlen++;
+            skip = nlen + 1;
+        }
+        if (name) { /* a '$' before anything else stays */
+            char *key = strndup(name, nlen);
+            if (!key) {
                 free(out);
                 return NULL;
             }
-            val = getenv(name);
-            free(name);
+            val = getenv(key);
+            free(key);
             val = val ? val : "";
             vlen = strlen(val);
-            p += 1 + len;
+            p += skip;
         }
         if (!val) {
             val = p++;

@@ -732,6 +732,11 @@ fi
 CG_VERDICT=SKIPPED
 declare -A IPR
 if [[ ${SKIP_CALLGRIND:-0} != 1 ]]; then
+    # cg_total PREFIX -> the Ir of all callgrind files PREFIX.* (one per process), or "ERR"
+    cg_total() {
+        cat "$1".* 2>/dev/null | awk '/^summary:/ { s += $2; f = 1 } /^totals:/ { t += $2 }
+            END { if (f) print s; else if (t) print t; else print "ERR" }'
+    }
     # cg_run proxy n -> sets CG_IR (total Ir, or "ERR") and CG_CLIENT
     cg_run() {
         local p=$1 n=$2 pre=$T/callgrind-$1-$2
@@ -751,8 +756,7 @@ if [[ ${SKIP_CALLGRIND:-0} != 1 ]]; then
             CG_CLIENT="$CG_CLIENT; did not exit on SIG$STOPSIG"
             return
         fi
-        CG_IR=$(cat "$pre".* 2>/dev/null | awk '/^summary:/ { s += $2; f = 1 } /^totals:/ { t += $2 }
-            END { if (f) print s; else if (t) print t; else print "ERR" }')
+        CG_IR=$(cg_total "$pre")
         [[ $CG_IR == ERR ]] && CG_CLIENT="$CG_CLIENT; no callgrind output"
     }
     out "### Instructions per proxied request (callgrind Ir, $CG_REQUESTS requests over 4 keep-alive connections, minus a 0-request run)"
@@ -813,8 +817,7 @@ if [[ ${SKIP_CALLGRIND:-0} != 1 && ${SKIP_APP_CALLGRIND:-0} != 1 ]]; then
         [[ -z $APP_CLIENT ]] && APP_CLIENT=$(timeout 300 "${PIN_CLI[@]}" "$PY" "$CLIENT" count 127.0.0.1 "$port" /1k.bin "$n" 4)
         [[ $tgt != direct && -n ${PPID_:-} ]] && { stop_graceful "$PPID_" "$STOPSIG" 10 || true; }
         stop_graceful "$pid" QUIT 60 || APP_CLIENT="$APP_CLIENT; the upstream did not exit on SIGQUIT"
-        APP_IR=$(cat "$pre".* 2>/dev/null | awk '/^summary:/ { s += $2; f = 1 } /^totals:/ { t += $2 }
-            END { if (f) print s; else if (t) print t; else print "ERR" }')
+        APP_IR=$(cg_total "$pre")
     }
     out "### The app's instructions per request behind each target (callgrind Ir of the upstream nginx, $CG_REQUESTS requests over 4 keep-alive connections, minus a run with only the warm-up request)"
     out ""

@@ -121,6 +121,15 @@ Test(config, ports_are_strict)
         cr_expect_eq(proxy_parse_addr(bad_addr[i], true, &ss, &len), -1, "\"%s\" parsed", bad_addr[i]);
 }
 
+static void write_yaml(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
 static int load(struct proxy_config *cfg, int argc, const char **argv)
 {
     return proxy_config_load(cfg, argc, (char **)argv);
@@ -182,12 +191,8 @@ Test(config, env_expansion_long_name, .init = cr_redirect_stderr)
 Test(config, env_expansion_bare_name, .init = cr_redirect_stderr)
 {
     char path[] = "/tmp/leaseway-cfg-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fprintf(f, "target: $LW_TEST_HOST:3000\nregion: $LW_TEST_UNSET_9\ninstance: a$LW_TEST_ID.b$\n"
-               "advertise: http://h:1/$5/$-/$LW_TEST_HOSTx\n");
-    fclose(f);
+    write_yaml(path, "target: $LW_TEST_HOST:3000\nregion: $LW_TEST_UNSET_9\ninstance: a$LW_TEST_ID.b$\n"
+                     "advertise: http://h:1/$5/$-/$LW_TEST_HOSTx\n");
     setenv("LW_TEST_HOST", "127.0.0.1", 1);
     setenv("LW_TEST_ID", "7", 1);
     unsetenv("LW_TEST_UNSET_9");
@@ -314,15 +319,6 @@ Test(config, bool_flag_takes_a_following_true_or_false, .init = cr_redirect_stde
 }
 
 /* path gets a temporary file holding text; the caller unlinks it */
-static void write_yaml(char *path, const char *text)
-{
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-}
-
 static int load_yaml_text(const char *text, int argc_extra, const char **extra)
 {
     char path[] = "/tmp/leaseway-cfg-XXXXXX";
