@@ -341,8 +341,8 @@ static char *expand_env(const char *s)
     for (const char *p = s; *p;) {
         const char *val = NULL;
         size_t vlen = 0;
-        const char *name =
-            NULL; /* ${NAME} (a name of any length), or $NAME up to its last letter, digit or _ */
+        /* ${NAME} (a name of any length), or $NAME up to its last letter, digit or _ */
+        const char *name = NULL;
         size_t nlen = 0, skip = 0;
         if (p[0] == '$' && p[1] == '{') {
             const char *close = strchr(p + 2, '}');

@@ -659,9 +659,16 @@ int proxy_run(int argc, char **argv)
         consul_agent_free(ctl->consul);
     rc = ctl->exit_code ? ctl->exit_code : health_app_exit_code(ctl->health);
     proxy_log_info("stopped", "exit_code=%d", rc);
-    for (size_t i = 0; i < N_HANDLED_SIGNALS; i++)
+    for (size_t i = 0; i < N_HANDLED_SIGNALS; i++) {
         if (ctl->sigs[i])
             event_free(ctl->sigs[i]);
+        /*
+         * Freeing the event put the default action back: a second SIGTERM in the last milliseconds
+         * (a supervisor repeating itself) would kill us, exit 143 after "stopped exit_code=0".
+         * We are leaving with rc: from now on the handled signals change nothing.
+         */
+        signal(handled_signals[i], SIG_IGN);
+    }
     if (ctl->drain_check)
         event_free(ctl->drain_check);
     if (ctl->watchdog)
