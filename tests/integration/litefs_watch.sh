@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # leaseway in WATCH mode on a LiteFS cluster's lease (issue 6, item 2).
 #
-# Three LiteFS nodes (tests/lib/litefs.sh: real LiteFS v0.5.11 when it can run
+# Three LiteFS nodes (tests/lib/litefs.sh: real LiteFS v0.5.6 when it can run
 # here, else tests/lib/litefs_standin.py — the run says which) leased through a
 # Consul dev agent, all three candidates, hostnames 127.0.0.21-23; the demo app
 # on each node's mount; a leaseway in front of each app with
@@ -13,8 +13,8 @@
 #     Fly-Instance is its own hostname, reads are served by the local app
 #   - a write through any leaseway lands in the primary's app, and is read back
 #     on the replicas' apps after replication
-#   - LiteFS failovers: handoff (POST /handoff on the primary's LiteFS HTTP
-#     port), SIGTERM of the primary's LiteFS, SIGKILL of the primary's LiteFS:
+#   - LiteFS failovers: handoff (real LiteFS: POST /promote on node 2's HTTP
+#     API, as `litefs promote`; stand-in: POST /handoff on the primary's), SIGTERM of the primary's LiteFS, SIGKILL of the primary's LiteFS:
 #     every leaseway reports the new lease holder within LW_FOLLOW_MAX (3 s) of
 #     the key changing, and writes through every leaseway land there
 # Bounded: LITEFS_WATCH_DEADLINE (default 170 s).
@@ -164,11 +164,11 @@ check_cluster steady 1 1 2 3
 # --- 2. LiteFS handoff ---------------------------------------------------------
 code=$(litefs_handoff 1 2)
 if [ "$code" = 200 ]; then
-  ok "POST /handoff on the primary's LiteFS HTTP API: 200"
+  ok "handoff asked of LiteFS ($([ "$IMPL" = real ] && echo "POST /promote on node 2" || echo "POST /handoff on node 1")): 200"
   follow handoff "$P1"
   check_cluster handoff "$NEW_PRIMARY" 1 2 3
 else
-  bad "POST /handoff on LiteFS node 1 answered $code (no handoff endpoint?) — stopping node 1 with SIGTERM instead"
+  bad "the LiteFS handoff request answered $code — stopping node 1 with SIGTERM instead"
   litefs_app_stop 1
   litefs_node_stop 1 TERM
   follow handoff-term "$P1"

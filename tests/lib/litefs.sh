@@ -65,7 +65,7 @@ _LEASEWAY_LITEFS_SH=1
 # shellcheck source=consul.sh
 . "$(dirname "${BASH_SOURCE[0]}")/consul.sh"
 
-LFS_VERSION=0.5.11 # keep in sync with tests/setup.sh (LITEFS_VERSION)
+LFS_VERSION=0.5.6 # keep in sync with tests/setup.sh (LITEFS_VERSION)
 LFS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${LEASEWAY_SRC:=$(cd "$LFS_LIB_DIR/../.." && pwd)}"
 : "${LEASEWAY_BIN:=$LEASEWAY_SRC/build/leaseway}"
@@ -309,18 +309,21 @@ litefs_app_stop() {
 litefs_pause_replication() { kill -USR1 "$(_lfs_get LFS_RELAY_PID "$1")"; }
 litefs_resume_replication() { kill -USR2 "$(_lfs_get LFS_RELAY_PID "$1")"; }
 
-# litefs_handoff I [J] — ask node I (the primary) to hand the lease over:
-# POST /handoff on its HTTP API. Prints the HTTP status. The stand-in takes it
-# bare; for real LiteFS (not verified here: no binary) a non-200 is retried as
-# POST /handoff?id=<node J's LiteFS ID> when J's data dir holds an "id" file.
+# litefs_handoff I [J] — move the lease from node I (the primary) to node J.
+# Prints the HTTP status. Real LiteFS v0.5.6: POST /promote on node J's HTTP
+# API (what `litefs promote` does: J, a connected candidate, asks the primary
+# over the replication stream to hand off; the primary's own POST /handoff
+# wants J's internal node ID). The stand-in: POST /handoff on node I, which
+# releases the lease for any other candidate.
 litefs_handoff() {
-  local url code id
-  url="http://$(_lfs_get LFS_HTTP "$1")/handoff"
-  code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 -X POST "$url") || code=000
-  if [ "$code" != 200 ] && [ -n "${2:-}" ] && [ -r "$(_lfs_get LFS_DATA "$2")/id" ]; then
-    id=$(tr -d ' \n' <"$(_lfs_get LFS_DATA "$2")/id")
-    code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 -X POST "$url?id=$id") || code=000
+  local url code
+  if [ "$LFS_IMPL" = real ]; then
+    [ -n "${2:-}" ] || { echo "litefs_handoff: real LiteFS needs the target node J" >&2; echo 000; return 0; }
+    url="http://$(_lfs_get LFS_HTTP "$2")/promote"
+  else
+    url="http://$(_lfs_get LFS_HTTP "$1")/handoff"
   fi
+  code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 -X POST "$url") || code=000
   echo "$code"
 }
 
