@@ -38,6 +38,7 @@ struct proxy_worker;
 #define PROXY_HIGH_WATER     (256 * 1024)       /* stop reading the sender above this much queued */
 #define PROXY_SEND_BATCH     256                /* sends per io_uring_enter(2) at the end of a loop pass */
 #define PROXY_POOL_IDLE_MS   2000 /* pooled upstream connections: below Node's 5 s keepAliveTimeout */
+#define PROXY_RETRY_MS       100  /* the app refused the connection: next try after this long */
 
 /*
  * Deadline lists: every entry of one list has the same timeout, so appending
@@ -55,6 +56,7 @@ enum proxy_timer {
     TL_HOLD,     /* client: a write waiting for a primary (--hold-timeout) */
     TL_TXID,     /* client: a read waiting for replication to catch up (--txid-wait) */
     TL_LINGER,   /* client: answered early and closing; unread body bytes are drained first */
+    TL_RETRY,    /* client: the app refused the connection; try again (within --connect-timeout) */
     TL_COUNT
 };
 
@@ -136,6 +138,7 @@ struct client {
     uint64_t sent_to;      /* hash of the primary the request was last forwarded to (0: none) */
     int64_t excluded_until_ms;
     int64_t hold_deadline_ms; /* a held write gives up then (set once, kept across retries) */
+    int64_t retry_until_ms;   /* the app refused: connects are retried until then (0: not yet) */
     uint64_t *txid_want;      /* while waiting for LiteFS to catch up: the TXIDs the client saw */
     int64_t start_ns;         /* request start, for the latency histogram */
     char ip[46];              /* the client's address, for X-Forwarded-For */
@@ -195,6 +198,7 @@ struct upstream {
     struct evbuffer *out; /* to the app */
     struct head *head;    /* response head while it is read */
     unsigned connecting : 1;
+    unsigned refused : 1;     /* connect() failed with ECONNREFUSED: nothing listens there (yet) */
     unsigned handshaking : 1; /* TLS handshake under way */
     unsigned reused : 1;
     unsigned got_bytes : 1;    /* any response byte received for this exchange */

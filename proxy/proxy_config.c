@@ -103,7 +103,9 @@ static const struct opt opts[] = {
     {"idle-timeout", OPT_DUR, O(idle_timeout_ms), "60s", "DUR",
      "idle keep-alive connections are closed after this", 0},
     {"connect-timeout", OPT_DUR, O(connect_timeout_ms), "5s", "DUR",
-     "connecting to the app or a peer (504 after)", 0},
+     "connecting to the app or a peer (504 after); a bodyless request the app refuses is retried "
+     "every 100 ms for this long (502 after)",
+     0},
     {"upstream-timeout", OPT_DUR, O(upstream_timeout_ms), "60s", "DUR",
      "silence allowed while waiting on the app (504 after)", 0},
     {"max-connections", OPT_INT, O(max_connections), "100000", "N",

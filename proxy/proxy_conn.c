@@ -423,7 +423,8 @@ static void client_read(struct client *c)
             } else if (c->state == CS_BODY || (c->state == CS_WAIT && c->resp_started)) {
                 /* truncated body (the app must not see half of it), or the reader left mid-answer */
                 proxy_client_close(c);
-            } else if (c->state == CS_WAIT && (c->timer.list == TL_HOLD || c->timer.list == TL_TXID)) {
+            } else if (c->state == CS_WAIT &&
+                       (c->timer.list == TL_HOLD || c->timer.list == TL_TXID || c->timer.list == TL_RETRY)) {
                 /*
                  * Held for a primary, or waiting for replication: sent nowhere yet, and the
                  * client gave up. Drop it, as nginx does ("client closed request", 499): a
@@ -596,6 +597,7 @@ static int req_message_begin(llhttp_t *p)
     c->misdirects = 0;
     c->excluded = c->sent_to = 0;
     c->hold_deadline_ms = 0;
+    c->retry_until_ms = 0;
     c->status = 0;
     c->route = ROUTE_LOCAL;
     return 0;
@@ -1089,6 +1091,30 @@ static int route_and_dispatch(struct client *c)
  * proxy. The head is (re)built from c->head; a buffered body is added by
  * reference, so it is still there to send again after a 421.
  */
+/*
+ * The app refused the connection: it is starting or restarting (a deploy, a crash and its
+ * supervisor). A request without a body, which nothing has seen, is tried again every
+ * PROXY_RETRY_MS until --connect-timeout has passed since the first refusal, instead of a
+ * 502 at once; LiteFS's proxy does the same (every 100 ms, for 30 s). A request with a body
+ * streams into the connection as it arrives, so it is not kept for a second try; nor is an
+ * upgrade, nor anything sent to a peer proxy (a write that cannot reach the primary waits for
+ * the next one instead). True when the next try is scheduled.
+ */
+static bool connect_retry(struct client *c, const struct upstream_target *t)
+{
+    struct proxy_worker *w = c->w;
+    if (t->peer || c->req_framing != BODY_NONE || c->upgrade_req || c->resp_started || c->dead ||
+        c->state == CS_CLOSING)
+        return false;
+    int64_t now = proxy_now_ms();
+    if (!c->retry_until_ms)
+        c->retry_until_ms = now + w->tl[TL_CONNECT].timeout_ms;
+    if (now + PROXY_RETRY_MS > c->retry_until_ms)
+        return false;
+    proxy_timer_set(w, &c->timer, TL_RETRY);
+    return true;
+}
+
 static int dispatch(struct client *c)
 {
     struct proxy_worker *w = c->w;
@@ -1109,6 +1135,8 @@ static int dispatch(struct client *c)
         c->sent_to = w->snap.primary_known ? id_hash(w->snap.primary_id) : 0;
     struct upstream *u = upstream_acquire(w, t, c->fresh_conn);
     if (!u) {
+        if (errno == ECONNREFUSED && connect_retry(c, t))
+            return 0;
         if (c->route == ROUTE_FORWARD && c->req_done && c->retry_ok) {
             /* the primary cannot be reached, so it saw nothing: wait for the next one */
             exclude_primary(c);
@@ -1256,11 +1284,13 @@ static struct upstream *upstream_new(struct proxy_worker *w, struct upstream_tar
     u->parser.data = u;
     int rc = connect(fd, (struct sockaddr *)&t->addr, t->addr_len);
     if (rc < 0 && errno != EINPROGRESS) {
-        proxy_log_debug("upstream connect failed", "target=%s err=\"%s\"", t->name, strerror(errno));
+        int err = errno;
+        proxy_log_debug("upstream connect failed", "target=%s err=\"%s\"", t->name, strerror(err));
         evbuffer_free(u->out);
         free(u);
         close(fd);
         proxy_metrics_add(&w->metrics.upstream_errors, 1);
+        errno = err; /* dispatch() tells a refusal from the rest */
         return NULL;
     }
     u->connecting = rc < 0;
@@ -1363,10 +1393,14 @@ static void upstream_fail(struct upstream *u, const char *why)
     struct client *c = u->c;
     /* refused, timed out or TLS refused while connecting: the request never left this process */
     bool never_sent = u->connecting || u->handshaking;
+    bool refused = u->connecting && u->refused;
     bool stale = u->reused && !u->got_bytes;
+    const struct upstream_target *t = u->target;
     proxy_metrics_add(&u->w->metrics.upstream_errors, 1);
     proxy_upstream_close(u);
     if (!c || c->dead)
+        return;
+    if (refused && c->req_done && connect_retry(c, t))
         return;
     if (stale && !c->fresh_conn && c->req_done && !c->resp_started && c->req_framing == BODY_NONE &&
         method_is_safe(c->parser.method)) {
@@ -1386,10 +1420,10 @@ static void upstream_fail(struct upstream *u, const char *why)
             return;
     }
     int status = why == err_upstream_timeout ? 504 : 502;
-    const char *who = u->target->peer ? "the primary's proxy" : "the app";
+    const char *who = t->peer ? "the primary's proxy" : "the app";
     char line[160];
     snprintf(line, sizeof(line), "%s: %s", who, why);
-    proxy_log_info("upstream error", "status=%d upstream=%s reason=\"%s\"", status, u->target->name, why);
+    proxy_log_info("upstream error", "status=%d upstream=%s reason=\"%s\"", status, t->name, why);
     client_error(c, status, line, NULL);
 }
 
@@ -1533,6 +1567,7 @@ static void upstream_event(evutil_socket_t fd, short what, void *arg)
             err = errno;
         if (err) {
             proxy_log_debug("upstream connect failed", "err=\"%s\"", strerror(err));
+            u->refused = err == ECONNREFUSED;
             upstream_fail(u, err_upstream_connect);
             return;
         }
@@ -2082,6 +2117,12 @@ void proxy_timer_expired(struct tnode *t)
     case TL_POOL: {
         struct upstream *u = (struct upstream *)((char *)t - offsetof(struct upstream, timer));
         proxy_upstream_close(u);
+        break;
+    }
+    case TL_RETRY: {
+        struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
+        proxy_timer_clear(t);
+        (void)dispatch(c);
         break;
     }
     default: proxy_timer_clear(t); break;

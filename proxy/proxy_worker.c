@@ -361,6 +361,7 @@ static int worker_init(struct proxy *px, struct proxy_worker *w, int id)
         [TL_HOLD] = cfg->hold_timeout_ms > 0 ? cfg->hold_timeout_ms : 1,
         [TL_TXID] = cfg->txid_wait_ms > 0 ? cfg->txid_wait_ms : 1,
         [TL_LINGER] = 5000,
+        [TL_RETRY] = PROXY_RETRY_MS,
     };
     memcpy(&w->app.addr, &px->target_addr, px->target_len);
     w->app.addr_len = px->target_len;
