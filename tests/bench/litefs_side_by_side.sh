@@ -2,7 +2,7 @@
 # LiteFS's built-in proxy vs leaseway on the same LiteFS cluster, same apps
 # (issue 6, item 5).
 #
-#   tests/bench/litefs_side_by_side.sh [--record] [--help]
+#   tests/bench/litefs_side_by_side.sh [--record] [--check] [--help]
 #
 # One Consul dev agent, three LiteFS nodes (tests/lib/litefs.sh; node 1 the
 # only candidate), each with LiteFS's proxy (proxy: addr, target = the app,
@@ -32,6 +32,9 @@
 # without it the cluster is tests/lib/litefs_standin.py, the LiteFS column
 # reads "not measured" and only leaseway's figures are real.
 # --record appends a dated section with the table to tests/bench/RESULTS.md.
+# --check (what tests/integration/litefs_vs_proxy.sh runs in CI): behaviour
+# rows only (no throughput rounds, no phase 3); exit 1 when leaseway loses a
+# row ("no" in the last column), 77 without a real LiteFS to compare with.
 # Env: MAX_SECONDS (170), LEASEWAY_BIN, LEASEWAY_LITEFS_IMPL, WRK_DURATION (5),
 #      WRK_CONNS (32), NOTE (free text for --record).
 set -uo pipefail
@@ -40,7 +43,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=args.sh
 . "$HERE/args.sh"
-bench_args "record" "$@"
+bench_args "record check" "$@"
 
 # shellcheck source=../lib/litefs.sh
 . "$REPO/tests/lib/litefs.sh"
@@ -56,6 +59,10 @@ watchdog "$MAX_SECONDS" "litefs_side_by_side: killed after $MAX_SECONDS s"
 for t in wrk taskset curl; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 2; }; done
 IMPL=$(litefs_impl) || exit 77
 if [ "$IMPL" = real ]; then HAVE_LFS=1; else HAVE_LFS=0; fi
+if [ "$CHECK" = 1 ] && [ "$HAVE_LFS" = 0 ]; then
+  echo "SKIP: --check compares with LiteFS's proxy, and no real LiteFS can run here" >&2
+  exit 77
+fi
 T_START=$(date +%s)
 DIR=$(mktmp litefs-sbs)
 # A copy, so that a rebuild during the run cannot swap the binary under us.
@@ -184,7 +191,7 @@ for s in $(systems); do
 done
 
 # throughput of local reads on node 3 (the demo app: the app is the bottleneck)
-throughput demo
+[ "$CHECK" = 1 ] || throughput demo
 
 # primary unknown: stop node 1 (the only candidate): nobody holds the lease
 litefs_app_stop 1
@@ -243,7 +250,9 @@ litefs_cluster_stop
 # ====================== phase 3: nginx serving 1 KiB ==========================
 # The demo app (Python) caps both proxies at a few hundred req/s; a static
 # nginx app shows what each proxy itself costs.
-if command -v nginx >/dev/null 2>&1; then
+if [ "$CHECK" = 1 ]; then
+  log "--check: phase 3 (throughput) skipped"
+elif command -v nginx >/dev/null 2>&1; then
   log "phase 3 (nginx, 1 KiB static file, as the app)"
   mkdir -p "$DIR/www"
   head -c 1024 /dev/zero | tr '\0' x >"$DIR/www/index.html"
@@ -452,7 +461,7 @@ if [ "$RECORD" = 1 ]; then
     if [ "$HAVE_LFS" = 1 ]; then
       echo "- cluster: LiteFS v$LFS_VERSION, 3 nodes on loopback, Consul dev agent; LiteFS proxy and leaseway in front of the same apps"
     else
-      echo "- cluster: **tests/lib/litefs_standin.py, not LiteFS** — the Go module proxy refuses github.com/superfly/litefs here (403 \"This module version is not available\"), so the LiteFS column could not be measured; the leaseway column is real (leaseway in watch mode on a LiteFS-shaped lease, TXID from <db>-pos)"
+      echo "- cluster: **tests/lib/litefs_standin.py, not LiteFS** (no LiteFS binary could run here), so the LiteFS column could not be measured; the leaseway column is real (leaseway in watch mode on a LiteFS-shaped lease, TXID from <db>-pos)"
     fi
     echo "- leaseway: $LEASEWAY_BIN_ORIG, copied at start ($("$LEASEWAY_BIN" version 2>/dev/null | head -n1)), repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null); kernel $(uname -r), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- wrk on CPU 0, each proxy process on CPU 1, apps unpinned; ${NOTE:+note: $NOTE}"
@@ -460,5 +469,15 @@ if [ "$RECORD" = 1 ]; then
     cat "$TABLE"
   } >>"$REPO/tests/bench/RESULTS.md"
   log "appended to tests/bench/RESULTS.md"
+fi
+if [ "$CHECK" = 1 ]; then
+  # the verdict is the last cell of each row
+  lost=$(awk -F'|' 'NR > 2 && $(NF-1) ~ /^ *(no|\?)/ { print $2 }' "$TABLE")
+  if [ -n "$lost" ]; then
+    echo "FAIL - leaseway does not win or tie these rows:"
+    printf '%s\n' "$lost" | sed 's/^ */  /'
+    exit 1
+  fi
+  echo "ok   - leaseway wins or ties every behaviour row against LiteFS v$LFS_VERSION's proxy ($(awk 'NR > 2' "$TABLE" | wc -l) rows)"
 fi
 exit 0
