@@ -10,6 +10,13 @@
 #                                      you killed it to watch a failover)
 #   deploy/local-cluster.sh --smoke    start, run the printed curls, check the
 #                                      answers, stop; exit 0 only if all passed
+#   deploy/local-cluster.sh --litefs [--smoke]
+#                                      the same with real LiteFS under the apps:
+#                                      three LiteFS nodes (FUSE mounts, leased
+#                                      through Consul), the demo app's database
+#                                      on each mount, leaseway in watch mode in
+#                                      front (runs tests/litefs-cluster.sh; in
+#                                      the foreground only)
 #
 # What runs (Linux answers on all of 127.0.0.0/8 without any set-up):
 #   Consul dev agent   127.0.0.1:8500 (HTTP), 8600 (DNS), ... (other free ports
@@ -46,6 +53,7 @@ STATE=${LEASEWAY_CLUSTER_DIR:-$DEFAULT_STATE}
 
 MODE=foreground
 REVIVE=
+LITEFS=0
 usage() { sed -n '2,/^set -e/p' "$SELF" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -53,6 +61,7 @@ while [ $# -gt 0 ]; do
     --stop) MODE=stop ;;
     --status) MODE=status ;;
     --smoke) MODE=smoke ;;
+    --litefs) LITEFS=1 ;;
     --revive) MODE=revive; REVIVE=${2:?--revive needs an instance id (app-1, app-2, app-3)}; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "local-cluster: unknown option $1 (try --help)" >&2; exit 2 ;;
@@ -62,6 +71,14 @@ done
 
 say() { printf 'local-cluster: %s\n' "$*" >&2; }
 fatal() { say "ERROR: $*"; exit 1; }
+
+if [ "$LITEFS" = 1 ]; then
+  case $MODE in
+    foreground) exec bash "$ROOT/tests/litefs-cluster.sh" ;;
+    smoke) exec bash "$ROOT/tests/litefs-cluster.sh" --smoke ;;
+    *) fatal "--litefs runs in the foreground (or with --smoke) only" ;;
+  esac
+fi
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # --- process bookkeeping ---------------------------------------------------
