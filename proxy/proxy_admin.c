@@ -511,6 +511,11 @@ static void handle_metrics(struct evhttp_request *req, struct proxy_admin *a)
     evbuffer_free(b);
 }
 
+/* What the admin listener may be asked, known or not (it answers only GET, HEAD and POST). */
+#define KNOWN_METHODS                                                                                        \
+    (EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |               \
+     EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
+
 static void handle(struct evhttp_request *req, void *arg)
 {
     struct proxy_admin *a = arg;
@@ -523,6 +528,12 @@ static void handle(struct evhttp_request *req, void *arg)
     memcpy(path, uri, n);
     path[n] = '\0';
 
+    if (!(cmd & KNOWN_METHODS)) {
+        /* RFC 9110 §15.6.2: 501 for a method the server does not know; 405 (below) for a known one */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        reply_text(req, 501, "method not implemented");
+        return;
+    }
     if (!strcmp(path, "/handoff")) {
         if (cmd != EVHTTP_REQ_POST) {
             reply_405(req, "POST", "use POST /handoff");
@@ -571,9 +582,9 @@ int proxy_admin_start(struct proxy_admin *a, struct event_base *base, const stru
     evhttp_set_gencb(a->http, handle, a);
     /*
      * Every method reaches handle(), which answers 405 with Allow (RFC 9110 §15.5.6) like for
-     * PUT: libevent lets through only GET, POST, HEAD, PUT and DELETE and answers the others
-     * (OPTIONS, PATCH, TRACE, and methods it does not know, which 2.1 types as 1 << 15) with its
-     * own 501 HTML page.
+     * PUT, or 501 for a method nobody knows: libevent lets through only GET, POST, HEAD, PUT and
+     * DELETE and answers the others (OPTIONS, PATCH, TRACE, and methods it does not know, which
+     * 2.1 types as 1 << 15) with its own 501 HTML page.
      */
     evhttp_set_allowed_methods(a->http, 0xffff);
     evhttp_set_timeout(a->http, 10);

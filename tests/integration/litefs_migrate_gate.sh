@@ -25,20 +25,7 @@ DEADLINE=${LITEFS_GATE_DEADLINE:-120}
 HOLD=${LITEFS_GATE_HOLD:-4} # seconds the replicas must stay closed while replication is paused
 watchdog "$DEADLINE" "litefs_migrate_gate timed out after $DEADLINE s"
 
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-IMPL=$(litefs_impl) || { echo "SKIP: LEASEWAY_LITEFS_IMPL=real but LiteFS cannot run here" >&2; exit 77; }
-
-FAILS=0
-PASSES=0
-ok() { PASSES=$((PASSES + 1)); printf 'ok   - %s\n' "$*"; }
-bad() { FAILS=$((FAILS + 1)); printf 'FAIL - %s\n' "$*"; }
-
-DIR=$(mktmp litefs-gate)
-show_logs() { show_tails 12 "$DIR"/n*/*.log; }
-PAUSED=0
-trap 'rc=$?; set +e; [ "$PAUSED" = 1 ] && litefs_resume_replication 1; [ $rc -eq 0 ] || show_logs; litefs_cluster_stop; (exit $rc); cleanup' EXIT
-
-consul_dev_start "$DIR/consul" || die "consul dev agent did not start"
+litefs_test_setup litefs-gate
 export LFS_CANDIDATES="1"
 litefs_cluster_start "$DIR" 3 || die "LiteFS cluster did not start"
 echo "# LiteFS implementation: $IMPL; lease key $LFS_KEY"

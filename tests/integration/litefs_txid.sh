@@ -34,22 +34,10 @@ if ! grep -q -- '--litefs-db' <<<"$HELP"; then
   echo "SKIP: this leaseway has no --litefs-db (TXID read-your-writes not built yet)" >&2
   exit 77
 fi
-IMPL=$(litefs_impl) || { echo "SKIP: LEASEWAY_LITEFS_IMPL=real but LiteFS cannot run here" >&2; exit 77; }
-
-FAILS=0
-PASSES=0
-ok() { PASSES=$((PASSES + 1)); printf 'ok   - %s\n' "$*"; }
-bad() { FAILS=$((FAILS + 1)); printf 'FAIL - %s\n' "$*"; }
-jget() { "$LFS_PY" -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print("" if v is None else v)' "$1" "$2" 2>/dev/null || true; }
+litefs_test_setup litefs-txid
 fge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 flt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 
-DIR=$(mktmp litefs-txid)
-show_logs() { show_tails 12 "$DIR"/n*/*.log; }
-PAUSED=0
-trap 'rc=$?; set +e; [ "$PAUSED" = 1 ] && litefs_resume_replication 1; [ $rc -eq 0 ] || show_logs; litefs_cluster_stop; (exit $rc); cleanup' EXIT
-
-consul_dev_start "$DIR/consul" || die "consul dev agent did not start"
 export LFS_CANDIDATES="1"
 litefs_cluster_start "$DIR" 3 || die "LiteFS cluster did not start"
 echo "# LiteFS implementation: $IMPL; lease key $LFS_KEY; --txid-wait ${TXID_WAIT}s"

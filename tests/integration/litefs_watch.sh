@@ -28,21 +28,8 @@ DEADLINE=${LITEFS_WATCH_DEADLINE:-170}
 FOLLOW_MAX=${LW_FOLLOW_MAX:-3}
 watchdog "$DEADLINE" "litefs_watch timed out after $DEADLINE s"
 
-[ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
-IMPL=$(litefs_impl) || { echo "SKIP: LEASEWAY_LITEFS_IMPL=real but LiteFS cannot run here" >&2; exit 77; }
-
-FAILS=0
-PASSES=0
-ok() { PASSES=$((PASSES + 1)); printf 'ok   - %s\n' "$*"; }
-bad() { FAILS=$((FAILS + 1)); printf 'FAIL - %s\n' "$*"; }
-jget() { "$LFS_PY" -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print("" if v is None else v)' "$1" "$2" 2>/dev/null || true; }
+litefs_test_setup litefs-watch
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-DIR=$(mktmp litefs-watch)
-show_logs() { show_tails 12 "$DIR"/n*/*.log; }
-trap 'rc=$?; set +e; [ $rc -eq 0 ] || show_logs; litefs_cluster_stop; (exit $rc); cleanup' EXIT
-
-consul_dev_start "$DIR/consul" || die "consul dev agent did not start"
 export LFS_CANDIDATES="1 2 3"
 litefs_cluster_start "$DIR" 3 || die "LiteFS cluster did not start"
 echo "# LiteFS implementation: $IMPL; lease key $LFS_KEY; consul $CONSUL_HTTP_ADDR"
