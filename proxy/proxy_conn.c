@@ -1087,11 +1087,6 @@ static int route_and_dispatch(struct client *c)
 }
 
 /*
- * Send the request where its route points: the local app, or the primary's
- * proxy. The head is (re)built from c->head; a buffered body is added by
- * reference, so it is still there to send again after a 421.
- */
-/*
  * The app refused the connection: it is starting or restarting (a deploy, a crash and its
  * supervisor). A request without a body, which nothing has seen, is tried again every
  * PROXY_RETRY_MS until --connect-timeout has passed since the first refusal, instead of a
@@ -1115,6 +1110,11 @@ static bool connect_retry(struct client *c, const struct upstream_target *t)
     return true;
 }
 
+/*
+ * Send the request where its route points: the local app, or the primary's
+ * proxy. The head is (re)built from c->head; a buffered body is added by
+ * reference, so it is still there to send again after a 421.
+ */
 static int dispatch(struct client *c)
 {
     struct proxy_worker *w = c->w;
