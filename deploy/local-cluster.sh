@@ -23,8 +23,8 @@
 #                      if those are taken)
 #   app-1/2/3          127.0.0.2/3/4 — demo app :3000, leaseway :8080 public,
 #                      :9901 admin (free ports if those are taken)
-# Each demo app (deploy/demo-app/app.py) keeps its own SQLite file: there is
-# no LiteFS here, so a write is stored only where it was served — with leaseway
+# Each demo app (deploy/demo-app/app.py) keeps its own SQLite file: without
+# --litefs there is no LiteFS, so a write is stored only where it was served — with leaseway
 # in front, on the primary.
 #
 # State (pids, logs, databases) lives in
