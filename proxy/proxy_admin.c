@@ -531,7 +531,7 @@ static void handle(struct evhttp_request *req, void *arg)
     if (!(cmd & KNOWN_METHODS)) {
         /* RFC 9110 §15.6.2: 501 for a method the server does not know; 405 (below) for a known one */
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        reply_text(req, 501, "method not implemented");
+        reply_text(req, 501, "unknown method: this listener answers GET, HEAD and POST");
         return;
     }
     if (!strcmp(path, "/handoff")) {

@@ -1393,7 +1393,7 @@ static void upstream_fail(struct upstream *u, const char *why)
     struct client *c = u->c;
     /* refused, timed out or TLS refused while connecting: the request never left this process */
     bool never_sent = u->connecting || u->handshaking;
-    bool refused = u->connecting && u->refused;
+    bool refused = u->refused; /* set only by a failed connect */
     bool stale = u->reused && !u->got_bytes;
     const struct upstream_target *t = u->target;
     proxy_metrics_add(&u->w->metrics.upstream_errors, 1);

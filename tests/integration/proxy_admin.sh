@@ -174,7 +174,7 @@ status_allow() { curl -s -m 5 -o /dev/null -D - "$@" | tr -d '\r' | sed -n 's/^H
 for m in OPTIONS PATCH TRACE; do
     expect_eq "$m /metrics: 405 with Allow: GET, HEAD" "$(status_allow -X "$m" "$LW_ADMIN_URL/metrics")" "405 GET, HEAD"
 done
-# RFC 9110 §15.6.2: a method nobody knows is 501 (not implemented), not 405 (known, not allowed)
+# RFC 9110 §15.6.2: a method nobody knows gets 501; 405 is for a known method the path does not allow
 expect_eq "FROBNICATE /metrics: 501, no Allow" "$(status_allow -X FROBNICATE "$LW_ADMIN_URL/metrics")" "501"
 expect_eq "FROBNICATE /handoff: 501, no Allow" "$(status_allow -X FROBNICATE "$LW_ADMIN_URL/handoff")" "501"
 expect_eq "OPTIONS /handoff: 405 with Allow: POST" "$(status_allow -X OPTIONS "$LW_ADMIN_URL/handoff")" "405 POST"
