@@ -292,8 +292,8 @@ void proxy_workers_stop(struct proxy *px);   /* close everything now */
 void proxy_workers_notify(struct proxy *px); /* a new snapshot: held requests may go on */
 /*
  * Wait for the stopped workers and free them. A worker that has not ended within
- * PROXY_JOIN_TIMEOUT_MS (stuck in a system call that never returns, e.g. a read from a hung
- * FUSE mount) is logged and left, with everything it uses: -1. Otherwise 0.
+ * PROXY_JOIN_TIMEOUT_MS (stuck in a system call that never returns, e.g. a write to an
+ * --access-log pipe that nobody reads) is logged and left, with everything it uses: -1. Otherwise 0.
  */
 #define PROXY_JOIN_TIMEOUT_MS 5000
 int proxy_workers_join(struct proxy *px);

@@ -677,13 +677,9 @@ static bool txid_behind(struct client *c)
     uint64_t want[PROXY_MAX_DBS];
     if (!proxy_litefs_wanted(dbs, c->head, want))
         return false;
-    bool behind = false;
-    for (size_t d = 0; d < dbs->n; d++) {
-        uint64_t pos;
-        if (want[d] && (proxy_litefs_position(&dbs->db[d], &pos) < 0 || pos < want[d]))
-            behind = true;
-    }
-    if (!behind)
+    /* a read that does not answer counts as behind, as an unreadable file does */
+    struct litefs_pos pos;
+    if (proxy_litefs_read(dbs, &pos) && proxy_litefs_reached(dbs, want, &pos))
         return false;
     if (!c->txid_want && !(c->txid_want = malloc(sizeof(want))))
         return false;
@@ -731,19 +727,14 @@ void proxy_conn_txid_poll(struct proxy_worker *w)
     struct tnode *head = &w->tl[TL_TXID].head;
     if (head->next == head)
         return;
+    /* never waits: what the last read found, and a new read for the next poll to see */
     const struct litefs_dbs *dbs = &w->px->litefs;
-    uint64_t pos[PROXY_MAX_DBS];
-    bool ok[PROXY_MAX_DBS];
-    for (size_t d = 0; d < dbs->n; d++)
-        ok[d] = proxy_litefs_position(&dbs->db[d], &pos[d]) == 0;
+    struct litefs_pos pos;
+    proxy_litefs_last(dbs, &pos, true);
     for (struct tnode *t = head->next, *next; t != head; t = next) {
         next = t->next;
         struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
-        bool caught_up = true;
-        for (size_t d = 0; d < dbs->n; d++)
-            if (c->txid_want[d] && (!ok[d] || pos[d] < c->txid_want[d]))
-                caught_up = false;
-        if (caught_up)
+        if (proxy_litefs_reached(dbs, c->txid_want, &pos))
             txid_wait_done(c, true);
     }
     if (head->next != head) {

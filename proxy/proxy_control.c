@@ -347,7 +347,7 @@ static void shut_down(struct control *ctl, const char *why)
 }
 
 /*
- * A worker stuck in a system call (a read from a hung FUSE mount) serves none of the
+ * A worker stuck in a system call (a write to an --access-log pipe nobody reads) serves none of the
  * connections it owns. Like HAProxy's watchdog, notice it; unlike it, do not abort (the
  * call may yet return, and an abort would drop every other worker's requests): close the
  * gate, so that /health and the Consul ready check send traffic elsewhere, until it runs.

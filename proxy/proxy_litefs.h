@@ -14,6 +14,7 @@
 
 struct strlist;
 struct head;
+struct litefs_reader;
 
 struct litefs_db {
     char *pos_path;  /* "<db>-pos" */
@@ -23,15 +24,44 @@ struct litefs_db {
 struct litefs_dbs {
     struct litefs_db db[PROXY_MAX_DBS];
     size_t n;
+    struct litefs_reader *reader; /* the thread that reads the -pos files; NULL when n = 0 */
 };
 
-/* Validate the --litefs-db paths and name their cookies. Returns 0 or -1 (message printed). */
+/* The databases' positions at one read: ok[i] is false where <db>-pos could not be read. */
+struct litefs_pos {
+    uint64_t txid[PROXY_MAX_DBS];
+    bool ok[PROXY_MAX_DBS];
+};
+
+/*
+ * How long a worker waits for a position read before it goes on without one. A -pos file is
+ * on LiteFS's FUSE mount, so a hung LiteFS daemon makes its open(2) and read(2) never return:
+ * they run on a thread of their own, and a worker waits for them at most this long, and not
+ * at all while a read that started longer ago than this is still under way.
+ */
+#define PROXY_LITEFS_WAIT_MS 100
+
+/*
+ * Validate the --litefs-db paths, name their cookies and start the thread that reads their
+ * positions (when there are any). Returns 0 or -1 (message printed).
+ */
 __attribute__((warn_unused_result)) int proxy_litefs_setup(struct litefs_dbs *dbs,
                                                            const struct strlist *paths);
 void proxy_litefs_free(struct litefs_dbs *dbs);
 
-/* The local replication position of one database; -1 if the file cannot be read. */
-__attribute__((warn_unused_result)) int proxy_litefs_position(const struct litefs_db *db, uint64_t *txid);
+/*
+ * The positions as read after this call (so after a write this call follows, on this host).
+ * Waits at most PROXY_LITEFS_WAIT_MS; false when the read did not answer in that time.
+ */
+__attribute__((warn_unused_result)) bool proxy_litefs_read(const struct litefs_dbs *dbs,
+                                                           struct litefs_pos *out);
+
+/* The positions of the last read that answered (none ok before the first), without waiting;
+ * with refresh, a new read is asked for, for a later call to see. */
+void proxy_litefs_last(const struct litefs_dbs *dbs, struct litefs_pos *out, bool refresh);
+
+/* Has every database reached the TXID in want (0: nothing wanted there)? */
+bool proxy_litefs_reached(const struct litefs_dbs *dbs, const uint64_t *want, const struct litefs_pos *pos);
 
 /* TXIDs the client has seen, from its cookies; want[i] = 0 where it has none. Returns how many it has. */
 size_t proxy_litefs_wanted(const struct litefs_dbs *dbs, const struct head *h, uint64_t *want);
@@ -39,7 +69,8 @@ size_t proxy_litefs_wanted(const struct litefs_dbs *dbs, const struct head *h, u
 /*
  * Set-Cookie lines for every database's current position (after a write),
  * e.g. "Set-Cookie: __txid=000000000000002a; Path=/; Max-Age=300; HttpOnly; SameSite=Lax\r\n".
- * Returns the length written to buf (0 if nothing could be read).
+ * Returns the length written to buf (0 if nothing could be read, or the read did not answer
+ * within PROXY_LITEFS_WAIT_MS).
  */
 size_t proxy_litefs_cookies(const struct litefs_dbs *dbs, bool secure, char *buf, size_t size);
 

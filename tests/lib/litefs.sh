@@ -83,17 +83,18 @@ _lfs_set() { printf -v "$1_$2" '%s' "$3"; export "${1}_$2"; }
 # litefs_test_setup NAME — how every litefs_* test starts: the leaseway binary
 # is there; IMPL is chosen (exit 77 when LEASEWAY_LITEFS_IMPL=real cannot run);
 # ok/bad count into PASSES/FAILS; jget reads JSON; DIR is a fresh temp dir; the
-# EXIT trap resumes replication paused from node 1 (PAUSED=1), shows the nodes'
+# EXIT trap resumes replication paused from node 1 (PAUSED=1) and a LiteFS stopped
+# with SIGSTOP (its pid in STOPPED), shows the nodes'
 # logs on failure and stops the cluster; a Consul dev agent is up.
 litefs_test_setup() {
   [ -x "$LEASEWAY_BIN" ] || die "no leaseway binary at $LEASEWAY_BIN (build first)"
   IMPL=$(litefs_impl) || { echo "SKIP: LEASEWAY_LITEFS_IMPL=real but LiteFS cannot run here" >&2; exit 77; }
-  FAILS=0 PASSES=0 PAUSED=0
+  FAILS=0 PASSES=0 PAUSED=0 STOPPED=
   ok() { PASSES=$((PASSES + 1)); printf 'ok   - %s\n' "$*"; }
   bad() { FAILS=$((FAILS + 1)); printf 'FAIL - %s\n' "$*"; }
   jget() { "$LFS_PY" -c 'import json,sys; j=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print("" if v is None else v)' "$1" "$2" 2>/dev/null || true; }
   DIR=$(mktmp "$1")
-  trap 'rc=$?; set +e; [ "$PAUSED" = 1 ] && litefs_resume_replication 1; [ $rc -eq 0 ] || show_tails 12 "$DIR"/n*/*.log; litefs_cluster_stop; (exit $rc); cleanup' EXIT
+  trap 'rc=$?; set +e; [ "$PAUSED" = 1 ] && litefs_resume_replication 1; [ -n "$STOPPED" ] && kill -CONT "$STOPPED"; [ $rc -eq 0 ] || show_tails 12 "$DIR"/n*/*.log; litefs_cluster_stop; (exit $rc); cleanup' EXIT
   consul_dev_start "$DIR/consul" || die "consul dev agent did not start"
 }
 
