@@ -491,7 +491,8 @@ int proxy_workers_join(struct proxy *px)
     for (size_t i = 0; i < px->nworkers; i++) {
         if (pthread_timedjoin_np(px->workers[i].thread, NULL, &deadline) != 0) {
             proxy_log_error("worker did not stop", "worker=%zu timeout_ms=%d reason=\"%s\"", i,
-                            PROXY_JOIN_TIMEOUT_MS, "blocked in a system call (an --access-log pipe nobody reads?)");
+                            PROXY_JOIN_TIMEOUT_MS,
+                            "blocked in a system call (an --access-log pipe nobody reads?)");
             all = false;
         }
     }
