@@ -76,6 +76,11 @@ void consul_agent_set_gate(struct consul_agent *agent, enum route_gate gate, con
 void consul_agent_handoff(struct consul_agent *agent);
 /* Shutdown: release the lease, destroy the session, deregister; then call done (at most ~2 s). */
 void consul_agent_shutdown(struct consul_agent *agent, consul_done_cb done, void *arg);
+/*
+ * After the shutdown's done callback: watch the lease key again, read-only, until the agent is
+ * freed, so that the state callback names the next primary (late writes can be forwarded to it).
+ */
+void consul_agent_follow(struct consul_agent *agent);
 void consul_agent_free(struct consul_agent *agent);
 /* Counters for /metrics and /status. */
 uint64_t consul_agent_errors(const struct consul_agent *agent);

@@ -96,6 +96,7 @@ struct consul_agent {
     uint64_t watch_replies;    /* successful watch replies so far */
     uint64_t watch_replies_at; /* ... when we last wrote the key ourselves */
     unsigned watch_ok : 1;     /* Consul answered the watch at least once */
+    unsigned following : 1;    /* stopped, and watching the key read-only (consul_agent_follow()) */
     struct consul_bucket bucket;
     bool key_exists;
     char holder_session[SESSION_ID_MAX];
@@ -960,7 +961,7 @@ static void watch_done(const struct consul_http_resp *r, void *arg)
 
     a->req[OP_WATCH] = NULL;
     saw(a, r);
-    if (stopping(a))
+    if (stopping(a) && !a->following)
         return;
     if (r->status == 200 || r->status == 404) {
         if (r->status == 200 && consul_kv_decode(r->body, r->body_len, &kv, &err) < 0) {
@@ -980,8 +981,10 @@ static void watch_done(const struct consul_http_resp *r, void *arg)
         a->watch_replies++;
         apply_kv(a, &kv);
         consul_kv_clear(&kv);
-        lease_saw_key(a);
-        check_ghost(a);
+        if (!a->following) {
+            lease_saw_key(a);
+            check_ghost(a);
+        }
         publish(a);
         watch_start(a);
         return;
@@ -1001,7 +1004,7 @@ static void watch_start(struct consul_agent *a)
     char query[96];
     int64_t wait, timeout;
 
-    if (a->req[OP_WATCH] || stopping(a))
+    if (a->req[OP_WATCH] || (stopping(a) && !a->following))
         return;
     wait = consul_bucket_take(&a->bucket, consul_now_ms());
     if (wait > 0) {
@@ -1482,6 +1485,21 @@ void consul_agent_shutdown(struct consul_agent *a, consul_done_cb done, void *ar
 }
 
 /* ---------------- public API ---------------- */
+
+/*
+ * After the shutdown, the key is watched again, read-only, so that what is published names the
+ * next primary: a write that reaches this instance while it drains (on a client's open
+ * connection) is forwarded there rather than refused. Nothing is written to Consul any more.
+ */
+void consul_agent_follow(struct consul_agent *a)
+{
+    if (a->lease != CONSUL_LEASE_STOPPED || a->following)
+        return;
+    a->following = 1;
+    consul_log("info", "msg=\"watching the lease key until the stop, to forward late writes\" key=%s",
+               a->cfg.lease_key);
+    watch_start(a);
+}
 
 void consul_agent_set_gate(struct consul_agent *a, enum route_gate gate, const char *reason)
 {

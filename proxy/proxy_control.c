@@ -247,6 +247,9 @@ static void consul_released(void *arg)
 {
     struct control *ctl = arg;
     ctl->released_ms = proxy_now_ms();
+    /* a write that still comes (on a client's open connection) waits for the next primary */
+    if (ctl->consul)
+        consul_agent_follow(ctl->consul);
 }
 
 /* No write in flight here (or out of time): give the lease away; the reads drain on. */
@@ -311,11 +314,12 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
     if (ctl->phase != PHASE_RELEASING || !ctl->released_ms || now < ctl->released_ms + RELEASE_GRACE_MS)
         return;
     bool idle = workers_idle(ctl);
-    if (!idle) {
+    if (!idle && !ctl->consul) {
         /*
-         * This instance no longer watches the lease, so a write waiting for a primary here
-         * (it came on an open connection after the release) would wait in vain: 503 it now,
-         * and any that comes later, at each check.
+         * Without a Consul agent following the lease key (consul_released()), a write waiting
+         * for a primary here would wait in vain: 503 it now, and any that comes later, at each
+         * check. With one, it waits for the next primary and is forwarded there (or gets its
+         * 503 at --hold-timeout, or at the stop).
          */
         atomic_store(&ctl->px.refuse_held, 1);
         proxy_workers_notify(&ctl->px);
