@@ -50,14 +50,17 @@ __attribute__((warn_unused_result)) int proxy_litefs_setup(struct litefs_dbs *db
 void proxy_litefs_free(struct litefs_dbs *dbs);
 
 /*
- * The positions as read after this call (so after a write this call follows, on this host).
- * Waits at most PROXY_LITEFS_WAIT_MS; false when the read did not answer in that time.
+ * The positions from a read that begins after this call (so, after a write has been
+ * answered on this host, they include it). Waits at most PROXY_LITEFS_WAIT_MS; false when
+ * the read did not answer in that time.
  */
 __attribute__((warn_unused_result)) bool proxy_litefs_read(const struct litefs_dbs *dbs,
                                                            struct litefs_pos *out);
 
-/* The positions of the last read that answered (none ok before the first), without waiting;
- * with refresh, a new read is asked for, for a later call to see. */
+/*
+ * The positions of the last read that answered (none ok before the first), without waiting;
+ * with refresh, a new read is asked for, for a later call to see.
+ */
 void proxy_litefs_last(const struct litefs_dbs *dbs, struct litefs_pos *out, bool refresh);
 
 /* Has every database reached the TXID in want (0: nothing wanted there)? */

@@ -3,7 +3,7 @@
 # a mix of exchanges (keep-alive, bodies, chunked, errors, a WebSocket-less
 # upgrade refusal, a bad request), with child processes (a command: probe,
 # --migrate-command, a supervised app, each through the `leaseway __child`
-# step), then SIGTERM. Fails on any definite or indirect leak, any invalid
+# step) and the thread that reads --litefs-db positions, then SIGTERM. Fails on any definite or indirect leak, any invalid
 # access, or a non-zero exit.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,11 +16,12 @@ up=$(free_port); lw=$(free_port); adm=$(free_port)
 python3 "$here/lib/upstream.py" --port "$up" --name vg >"$dir/up.log" 2>&1 &
 register_pid $!
 wait_for "curl -sf http://127.0.0.1:$up/echo" 10 || die "upstream did not start"
+printf '000000000000002a/00000000000000aa\n' >"$dir/db-pos"
 
 valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
     --error-exitcode=99 --log-file="$dir/valgrind.log" \
     "$bin" run --listen "127.0.0.1:$lw" --target "127.0.0.1:$up" --admin "127.0.0.1:$adm" --workers 2 \
-    --instance vg --drain-timeout 5s --migrate-command true --migrations 'command:test -d /' \
+    --instance vg --drain-timeout 5s --migrate-command true --migrations 'command:test -d /' --litefs-db "$dir/db" \
     -- sleep 600 >"$dir/lw.log" 2>&1 &
 pid=$!
 register_pid $pid
@@ -31,6 +32,8 @@ curl -sf "$u/echo" "$u/echo?x=1" -o /dev/null -o /dev/null || die "keep-alive GE
 head -c 300000 /dev/urandom | curl -sf -X POST --data-binary @- "$u/upload" -o /dev/null || die "POST failed"
 head -c 100000 /dev/urandom | curl -sf -X POST -H 'Transfer-Encoding: chunked' --data-binary @- "$u/upload" -o /dev/null || die "chunked POST failed"
 curl -sf "$u/chunked?n=50000&size=1000" -o /dev/null || die "chunked response failed"
+curl -sf -X POST -d x -D - "$u/echo" -o /dev/null | grep -q '^Set-Cookie: __txid=000000000000002a;' ||
+    die "a write got no __txid from the position reader"
 curl -sf "$u/status/204" -o /dev/null || die "204 failed"
 curl -sI "$u/bytes?n=10" -o /dev/null || die "HEAD failed"
 curl -s "$u/drop" -o /dev/null
