@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Proves the cached Consul (tests/setup.sh) runs as a dev agent on loopback:
 # KV PUT/GET, a KV lock held by a 1 s TTL session (session_ttl_min works),
-# DNS answers, and a clean stop. Bounded: the whole test is killed after 60 s.
+# DNS answers, and a clean stop. And consul_dev_start's retry: a port that another process
+# takes before the agent binds it (here, its DNS port, held by a UDP socket) ends that agent
+# at once, and the harness starts it again with new ports rather than failing the test.
+# Bounded: the whole test is killed after 90 s.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -9,7 +12,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/../lib/consul.sh"
 
 # Hard bound on the whole test (the watchdog's pid is killed at exit).
-watchdog 60 "consul_dev timed out after 60 s"
+watchdog 90 "consul_dev timed out after 90 s"
 
 step() { printf '  %s\n' "$*"; }
 
@@ -18,6 +21,29 @@ ver=$("$BIN" version) || die "'$BIN version' failed"
 echo "consul_dev: ${ver%%$'\n'*} at $BIN"
 
 DIR=$(mktmp consul-dev)
+
+# A DNS port taken between free_port and the agent's bind.
+python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True); time.sleep(80)' >"$DIR/taken" &
+register_pid $!
+wait_for "[ -s '$DIR/taken' ]" 10 0.05 || die "no UDP port held"
+taken=$(cat "$DIR/taken")
+t0=$(date +%s)
+if CONSUL_FIRST_DNS_PORT=$taken CONSUL_START_ATTEMPTS=1 consul_dev_start "$DIR/once" 2>"$DIR/once.err"; then
+  die "consul_dev_start succeeded on a taken DNS port with one attempt"
+fi
+secs=$(($(date +%s) - t0))
+grep -q 'address already in use' "$DIR/once.err" || die "one attempt on a taken port: no bind error shown"
+[ "$secs" -lt 15 ] || die "one attempt on a taken port took ${secs} s to fail (the agent had exited at once)"
+step "taken DNS port, one attempt: fails in ${secs} s with the bind error"
+CONSUL_FIRST_DNS_PORT=$taken consul_dev_start "$DIR/retry" 2>"$DIR/retry.err" ||
+  die "consul_dev_start did not recover from a taken DNS port: $(cat "$DIR/retry.err")"
+grep -q 'again with new ports' "$DIR/retry.err" || die "no retry message: $(cat "$DIR/retry.err")"
+[ "$CONSUL_DNS_PORT" != "$taken" ] || die "the retry kept the taken port"
+step "taken DNS port: started again on new ports (dns $CONSUL_DNS_PORT)"
+consul_dev_stop
+
 consul_dev_start "$DIR" || die "consul dev agent did not start"
 step "agent up: $CONSUL_HTTP_ADDR dns=$CONSUL_DNS_PORT pid=$CONSUL_PID"
 

@@ -33,47 +33,63 @@ consul_bin() {
 # pid in DIR/consul.pid (also registered for kill at exit). Waits up to
 # CONSUL_START_TIMEOUT (default 30) s for a leader and a working KV PUT.
 # Exports CONSUL_HTTP_ADDR, CONSUL_HTTP_PORT, CONSUL_DNS_PORT, CONSUL_PID,
-# CONSUL_NODE, CONSUL_DIR. On failure: prints the log tail, stops the agent,
-# returns 1.
+# CONSUL_NODE, CONSUL_DIR. free_port's ports can be taken by another process before the
+# agent binds them: an agent that exits with "address already in use" is started again
+# with new ports, up to CONSUL_START_ATTEMPTS (default 3) times in all (the first
+# attempt's DNS port can be forced with CONSUL_FIRST_DNS_PORT, for the test of that).
+# On failure: prints the log tail, stops the agent, returns 1.
 consul_dev_start() {
   local dir=${1:?consul_dev_start DIR [args...]}
   shift
-  local bin http dns server serf_lan serf_wan node pid ttl_min=()
+  local bin http dns server serf_lan serf_wan node pid ttl_min=() attempt attempts=${CONSUL_START_ATTEMPTS:-3}
   [ -z "${CONSUL_SESSION_TTL_MIN-1s}" ] || ttl_min=(-hcl "session_ttl_min = \"${CONSUL_SESSION_TTL_MIN-1s}\"")
   bin=$(consul_bin) || return 1
   mkdir -p "$dir" || return 1
-  http=$(free_port) && dns=$(free_port) && server=$(free_port) &&
-    serf_lan=$(free_port) && serf_wan=$(free_port) || return 1
-  node="leaseway-test-$$-${RANDOM}"
+  for ((attempt = 1; attempt <= attempts; attempt++)); do
+    http=$(free_port) && dns=$(free_port) && server=$(free_port) &&
+      serf_lan=$(free_port) && serf_wan=$(free_port) || return 1
+    [ "$attempt" = 1 ] && [ -n "${CONSUL_FIRST_DNS_PORT:-}" ] && dns=$CONSUL_FIRST_DNS_PORT
+    node="leaseway-test-$$-${RANDOM}"
 
-  "$bin" agent -dev \
-    -bind 127.0.0.1 -client 127.0.0.1 -node "$node" \
-    -http-port "$http" -dns-port "$dns" -server-port "$server" \
-    -serf-lan-port "$serf_lan" -serf-wan-port "$serf_wan" \
-    -grpc-port=-1 -hcl 'ports { grpc_tls = -1 }' \
-    "${ttl_min[@]}" \
-    -hcl 'disable_update_check = true' \
-    "$@" >"$dir/consul.log" 2>&1 </dev/null &
-  pid=$!
-  echo "$pid" >"$dir/consul.pid"
-  register_pid "$pid"
+    "$bin" agent -dev \
+      -bind 127.0.0.1 -client 127.0.0.1 -node "$node" \
+      -http-port "$http" -dns-port "$dns" -server-port "$server" \
+      -serf-lan-port "$serf_lan" -serf-wan-port "$serf_wan" \
+      -grpc-port=-1 -hcl 'ports { grpc_tls = -1 }' \
+      "${ttl_min[@]}" \
+      -hcl 'disable_update_check = true' \
+      "$@" >"$dir/consul.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$dir/consul.pid"
+    register_pid "$pid"
 
-  export CONSUL_HTTP_ADDR="http://127.0.0.1:$http" CONSUL_HTTP_PORT=$http \
-    CONSUL_DNS_PORT=$dns CONSUL_PID=$pid CONSUL_NODE=$node CONSUL_DIR=$dir
+    export CONSUL_HTTP_ADDR="http://127.0.0.1:$http" CONSUL_HTTP_PORT=$http \
+      CONSUL_DNS_PORT=$dns CONSUL_PID=$pid CONSUL_NODE=$node CONSUL_DIR=$dir
 
-  if ! wait_for "_consul_ready $pid" "${CONSUL_START_TIMEOUT:-30}" 0.2; then
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "consul_dev_start: agent (pid $pid) not ready after ${CONSUL_START_TIMEOUT:-30} s" >&2
-    else
-      echo "consul_dev_start: agent (pid $pid) exited" >&2
+    # (an agent that exits ends the wait at once)
+    if wait_for "_consul_ready $pid || ! kill -0 $pid 2>/dev/null" "${CONSUL_START_TIMEOUT:-30}" 0.2 &&
+      kill -0 "$pid" 2>/dev/null; then
+      curl -sf -m 2 -X DELETE "$CONSUL_HTTP_ADDR/v1/kv/_leaseway/ready" >/dev/null || true
+      return 0
     fi
-    echo "--- tail of $dir/consul.log ---" >&2
-    tail -n 30 "$dir/consul.log" >&2
-    consul_dev_stop "$dir"
-    return 1
+    if ! kill -0 "$pid" 2>/dev/null && [ "$attempt" -lt "$attempts" ] &&
+      grep -q 'address already in use' "$dir/consul.log"; then
+      echo "consul_dev_start: agent (pid $pid) exited: $(grep -o 'listen [a-z]* [0-9.:]*: bind: address already in use' "$dir/consul.log" | head -n 1); again with new ports" >&2
+      wait "$pid" 2>/dev/null || true
+      mv "$dir/consul.log" "$dir/consul.log.$attempt"
+      continue
+    fi
+    break
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "consul_dev_start: agent (pid $pid) not ready after ${CONSUL_START_TIMEOUT:-30} s" >&2
+  else
+    echo "consul_dev_start: agent (pid $pid) exited" >&2
   fi
-  curl -sf -m 2 -X DELETE "$CONSUL_HTTP_ADDR/v1/kv/_leaseway/ready" >/dev/null || true
-  return 0
+  echo "--- tail of $dir/consul.log ---" >&2
+  tail -n 30 "$dir/consul.log" >&2
+  consul_dev_stop "$dir"
+  return 1
 }
 
 # _consul_ready PID — agent alive, has a leader, and a KV PUT succeeds.
