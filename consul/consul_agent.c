@@ -206,6 +206,12 @@ static bool stopping(const struct consul_agent *a)
     return a->lease == CONSUL_LEASE_STOPPING || a->lease == CONSUL_LEASE_STOPPED;
 }
 
+/* The watch runs until the shutdown, and again once consul_agent_follow() asks for it. */
+static bool watch_stopped(const struct consul_agent *a)
+{
+    return stopping(a) && !a->following;
+}
+
 static struct consul_http_req *send_req(struct consul_agent *a, enum op op, const char *method,
                                         const char *path, const char *query, const char *body,
                                         int64_t timeout_ms, consul_http_cb cb)
@@ -961,7 +967,7 @@ static void watch_done(const struct consul_http_resp *r, void *arg)
 
     a->req[OP_WATCH] = NULL;
     saw(a, r);
-    if (stopping(a) && !a->following)
+    if (watch_stopped(a))
         return;
     if (r->status == 200 || r->status == 404) {
         if (r->status == 200 && consul_kv_decode(r->body, r->body_len, &kv, &err) < 0) {
@@ -1004,7 +1010,7 @@ static void watch_start(struct consul_agent *a)
     char query[96];
     int64_t wait, timeout;
 
-    if (a->req[OP_WATCH] || (stopping(a) && !a->following))
+    if (a->req[OP_WATCH] || watch_stopped(a))
         return;
     wait = consul_bucket_take(&a->bucket, consul_now_ms());
     if (wait > 0) {
