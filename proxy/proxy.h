@@ -28,9 +28,11 @@
 struct evbuffer;
 struct proxy_worker;
 
-#define PROXY_RBUF_SIZE      (64 * 1024)
-#define PROXY_HEAD_MAX       (64 * 1024)        /* request/response head limit: 431 above it */
-#define PROXY_URL_MAX        (8 * 1024)         /* request-target limit: 414 above it */
+#define PROXY_RBUF_SIZE (64 * 1024)
+#define PROXY_HEAD_MAX  (64 * 1024) /* request/response head limit: 431 above it */
+#define PROXY_URL_MAX   (8 * 1024)  /* request-target limit: 414 above it */
+/* a request head on the wire: the request line and 64 KiB of field lines (431 above it) */
+#define PROXY_HEAD_WIRE_MAX  (PROXY_HEAD_MAX + PROXY_URL_MAX + 64)
 #define PROXY_HOLD_BODY_MAX  (1024 * 1024)      /* a held or retryable write buffers this much body at most */
 #define PROXY_MAX_PEERS      4                  /* peer proxies with a connection pool, per worker */
 #define PROXY_HOLD_MAX       512                /* held requests per worker */
@@ -148,7 +150,9 @@ struct client {
     enum body_framing resp_framing;
     int status; /* final status sent to the client (for metrics/log) */
     uint8_t http_minor;
-    uint8_t head_scan;             /* enum head_scan over the raw request head */
+    uint8_t head_scan;             /* enum head_scan over the raw request head, then its trailer section */
+    uint8_t last_chunk;            /* the parser paused at the last chunk: scan the trailer section */
+    uint32_t head_wire;            /* bytes of the head (or trailer section) on the wire so far */
     uint32_t trailer_len;          /* bytes of trailer fields seen (dropped; bounded like a head) */
     unsigned keepalive : 1;        /* client wants to keep the connection */
     unsigned head_req : 1;         /* request method is HEAD */

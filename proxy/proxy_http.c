@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static int grow(struct head *h, size_t more)
 {
@@ -70,6 +71,16 @@ int proxy_head_value(struct head *h, const char *at, size_t len)
     h->in_value = 1;
     struct head_field *f = &h->f[h->nf - 1];
     return proxy_head_span(h, &f->val_off, &f->val_len, at, len);
+}
+
+void proxy_head_value_done(struct head *h)
+{
+    if (h->nf == 0)
+        return;
+    struct head_field *f = &h->f[h->nf - 1];
+    const char *v = h->buf + f->val_off;
+    while (f->val_len && (v[f->val_len - 1] == ' ' || v[f->val_len - 1] == '\t'))
+        f->val_len--;
 }
 
 void proxy_head_reset(struct head *h)
@@ -184,40 +195,56 @@ static bool list_has(const char *v, size_t len, const char *token, size_t tlen)
 }
 
 /*
- * Names listed in Connection fields other than the ones every client sends
- * (close, keep-alive, upgrade) are rare; find out once per head whether any
- * exist, so the common case costs one pass and no per-field list walk.
+ * The options a head's Connection fields list besides the ones every client sends (close,
+ * keep-alive, upgrade), each once: they are rare, so the common case costs one pass over the
+ * names and no list walk per field. Collected once per head, so that dropping the fields
+ * they name is linear in the head (a head naming "b" thousands of times would otherwise be
+ * matched field by field against the whole list). More than PROXY_CONN_OPTIONS_MAX distinct
+ * ones is refused (400 from a client, 502 from the app).
  */
-static bool has_custom_connection_tokens(const struct head *h)
+static bool conn_options_add(struct conn_options *o, const char *base, const char *v, size_t len)
 {
-    for (size_t k = 0; k < h->nf; k++) {
-        if (!proxy_head_name_is(h, k, "connection"))
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e == s || eq_nocase(v + s, e - s, "close") || eq_nocase(v + s, e - s, "keep-alive") ||
+            eq_nocase(v + s, e - s, "upgrade"))
             continue;
-        const char *v = head_val(h, k);
-        size_t len = h->f[k].val_len, i = 0;
-        while (i < len) {
-            while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-                i++;
-            size_t s = i;
-            while (i < len && v[i] != ',')
-                i++;
-            size_t e = i;
-            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-                e--;
-            if (e > s && !eq_nocase(v + s, e - s, "close") && !eq_nocase(v + s, e - s, "keep-alive") &&
-                !eq_nocase(v + s, e - s, "upgrade"))
-                return true;
-        }
+        bool seen = false;
+        for (size_t k = 0; k < o->n && !seen; k++)
+            seen = o->len[k] == e - s && strncasecmp(base + o->off[k], v + s, e - s) == 0;
+        if (seen)
+            continue;
+        if (o->n == PROXY_CONN_OPTIONS_MAX)
+            return false;
+        o->off[o->n] = (uint32_t)(v + s - base);
+        o->len[o->n++] = (uint32_t)(e - s);
     }
-    return false;
+    return true;
 }
 
-/* Is field i named by any Connection field of h? */
-static bool named_by_connection(const struct head *h, size_t i)
+bool proxy_http_conn_options(const struct head *h, struct conn_options *o)
 {
+    o->n = 0;
     for (size_t k = 0; k < h->nf; k++)
-        if (proxy_head_name_is(h, k, "connection") &&
-            list_has(head_val(h, k), h->f[k].val_len, head_name(h, i), h->f[i].name_len))
+        if (h->f[k].name_len == 10 && proxy_head_name_is(h, k, "connection") &&
+            !conn_options_add(o, h->buf, head_val(h, k), h->f[k].val_len))
+            return false;
+    return true;
+}
+
+/* Is field i named by one of the options? */
+static bool named_by_connection(const struct head *h, size_t i, const struct conn_options *o)
+{
+    for (size_t k = 0; k < o->n; k++)
+        if (o->len[k] == h->f[i].name_len && strncasecmp(h->buf + o->off[k], head_name(h, i), o->len[k]) == 0)
             return true;
     return false;
 }
@@ -282,7 +309,7 @@ static bool valid_host(const char *v, size_t len)
  * framed by that Content-Length (without it the app would read the body as the next
  * request), and Host is the request's authority. nginx and HAProxy keep both too.
  */
-static bool crosses(const struct head *h, size_t i, bool custom, int *upgrade_i)
+static bool crosses(const struct head *h, size_t i, const struct conn_options *o, int *upgrade_i)
 {
     const char *n = head_name(h, i);
     size_t nl = h->f[i].name_len;
@@ -291,11 +318,11 @@ static bool crosses(const struct head *h, size_t i, bool custom, int *upgrade_i)
             *upgrade_i = (int)i;
         return false;
     }
-    if (!custom)
+    if (o->n == 0)
         return true;
     if (eq_nocase(n, nl, "content-length") || eq_nocase(n, nl, "host"))
         return true;
-    return !named_by_connection(h, i);
+    return !named_by_connection(h, i, o);
 }
 
 static bool valid_value(const char *v, size_t len)
@@ -310,6 +337,7 @@ static bool valid_value(const char *v, size_t len)
 
 void proxy_http_request_facts(const struct head *h, int http_minor, struct req_facts *facts)
 {
+    struct conn_options co = {.n = 0};
     memset(facts, 0, sizeof(*facts));
     const char *url = h->buf + h->url_off;
     const char *q = memchr(url, '?', h->url_len);
@@ -356,6 +384,10 @@ void proxy_http_request_facts(const struct head *h, int http_minor, struct req_f
         } else if (eq_nocase(n, nl, "connection")) {
             if (list_has(v, vl, "upgrade", 7))
                 facts->connection_upgrade = true;
+            if (!conn_options_add(&co, h->buf, v, vl)) {
+                facts->bad = "too many options in the Connection header";
+                return;
+            }
         } else if (eq_nocase(n, nl, "expect")) {
             if (eq_nocase(v, vl, "100-continue"))
                 facts->expect_continue = true;
@@ -397,9 +429,14 @@ const char *proxy_http_response_bad(const struct head *h, int status)
         return "invalid status code";
     if (h->reason_len && !valid_value(h->buf + h->reason_off, h->reason_len))
         return "invalid character in the reason phrase";
-    for (size_t i = 0; i < h->nf; i++)
+    struct conn_options co = {.n = 0};
+    for (size_t i = 0; i < h->nf; i++) {
         if (h->f[i].name_len == 0)
             return "invalid header name";
+        if (h->f[i].name_len == 10 && proxy_head_name_is(h, i, "connection") &&
+            !conn_options_add(&co, h->buf, head_val(h, i), h->f[i].val_len))
+            return "too many options in the Connection header";
+    }
     return NULL;
 }
 
@@ -477,6 +514,34 @@ static bool starts_nocase(const char *s, size_t len, const char *prefix)
     return len >= pl && strncasecmp(s, prefix, pl) == 0;
 }
 
+/* Does name [n, n+len) begin with prefix (lower case, '-') when each '_' is read as '-'? */
+static bool starts_dashed(const char *n, size_t len, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    if (len < pl)
+        return false;
+    for (size_t k = 0; k < pl; k++) {
+        char ch = n[k] == '_' ? '-' : (char)(n[k] | (n[k] >= 'A' && n[k] <= 'Z' ? 0x20 : 0));
+        if (ch != prefix[k])
+            return false;
+    }
+    return true;
+}
+
+/*
+ * A "_" spelling of a field leaseway owns (Fly_Primary_Instance, X_Forwarded_For,
+ * Leaseway_Forwarded_By, ...). CGI, WSGI, Rack and PHP give "-" and "_" the same variable
+ * (HTTP_X_FORWARDED_FOR), so a client could speak for leaseway through one: dropped, as
+ * nginx drops every name with "_" by default (underscores_in_headers off).
+ */
+static bool owned_lookalike(const char *n, size_t nl)
+{
+    if (!memchr(n, '_', nl))
+        return false;
+    return starts_dashed(n, nl, "leaseway-") || starts_dashed(n, nl, "x-forwarded-") ||
+           (nl == 20 && starts_dashed(n, nl, "fly-primary-instance"));
+}
+
 int proxy_http_write_request(struct evbuffer *out, const struct head *h, const struct req_rewrite *rw)
 {
     struct evbuffer_iovec iov;
@@ -492,14 +557,15 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
     put(&wr, h->buf + h->url_off, h->url_len);
     PUT_LIT(&wr, " HTTP/1.1\r\n");
 
-    const bool custom = has_custom_connection_tokens(h);
+    struct conn_options co;
+    (void)proxy_http_conn_options(h, &co); /* more than the maximum was refused with the head */
     int xff_first = -1, xff_count = 0;
     bool have_host = false, have_proto = false, have_fhost = false;
     int upgrade_i = -1, host_i = -1;
     for (size_t i = 0; i < h->nf; i++) {
         const char *n = head_name(h, i);
         size_t nl = h->f[i].name_len;
-        if (!crosses(h, i, custom, &upgrade_i))
+        if (!crosses(h, i, &co, &upgrade_i))
             continue;
         if (rw->drop_expect && nl == 6 && strncasecmp(n, "expect", 6) == 0)
             continue;
@@ -507,6 +573,9 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
             have_host = true;
             host_i = (int)i;
         } else if (!rw->passthrough) {
+            const char c0 = (char)(n[0] | 0x20);
+            if ((c0 == 'l' || c0 == 'x' || c0 == 'f') && owned_lookalike(n, nl))
+                continue;
             if ((n[0] | 0x20) == 'l' && starts_nocase(n, nl, "leaseway-"))
                 continue;
             if ((n[0] | 0x20) == 'f' && eq_nocase(n, nl, "fly-primary-instance"))
@@ -571,6 +640,34 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
     return writer_commit(out, &wr, &iov);
 }
 
+/*
+ * "Date: <IMF-fixdate>\r\n" (RFC 9110 §5.6.7) for this second, formatted once a second per
+ * thread. An origin with a clock sends Date, and a proxy adds one to a response without it
+ * (RFC 9110 §6.6.1): leaseway's own answers, and the app's that lack one.
+ */
+#define DATE_LINE_MAX 40
+static const char *date_line(size_t *len)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static __thread time_t last = -1;
+    static __thread char line[DATE_LINE_MAX + 8];
+    static __thread size_t n;
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        int k = snprintf(line, sizeof(line), "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                         days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+                         tm.tm_hour, tm.tm_min, tm.tm_sec);
+        n = k > 0 && (size_t)k < sizeof(line) ? (size_t)k : 0;
+        last = now;
+    }
+    *len = n;
+    return line;
+}
+
 static size_t our_headers_size(const struct resp_rewrite *rw)
 {
     return 128 + slen(rw->primary_id) + slen(rw->instance) + slen(rw->region);
@@ -614,22 +711,27 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
     struct writer wr;
     const char *reason = proxy_http_reason(rw->status);
     if (writer_begin(out, &wr, &iov,
-                     h->len + h->nf * 4 + 416 + our_headers_size(rw) + strlen(reason) + slen(rw->extra)) < 0)
+                     h->len + h->nf * 4 + 416 + DATE_LINE_MAX + our_headers_size(rw) + strlen(reason) +
+                         slen(rw->extra)) < 0)
         return -1;
     if (h->reason_len)
         put_status_line(&wr, rw->status, h->buf + h->reason_off, h->reason_len);
     else
         put_status_line(&wr, rw->status, reason, strlen(reason));
 
-    const bool custom = has_custom_connection_tokens(h);
+    struct conn_options co;
+    (void)proxy_http_conn_options(h, &co); /* more than the maximum was refused with the head */
     /* no Content-Length on a 1xx or 204 (RFC 9110 §8.6); a 304 or a HEAD answer keeps GET's */
     const bool keep_cl =
         (rw->framing == BODY_LENGTH || rw->framing == BODY_NONE) && rw->status != 204 && rw->status >= 200;
+    bool have_date = false;
     for (size_t i = 0; i < h->nf; i++) {
         const char *nm = head_name(h, i);
         size_t nl = h->f[i].name_len;
-        if (!crosses(h, i, custom, NULL))
+        if (!crosses(h, i, &co, NULL))
             continue;
+        if (nl == 4 && strncasecmp(nm, "date", 4) == 0)
+            have_date = true;
         /* framing is ours to decide; a CL survives only where the body keeps its length */
         if (!keep_cl && eq_nocase(nm, nl, "content-length"))
             continue;
@@ -639,11 +741,19 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
             continue;
         put_field(&wr, h, i);
     }
-    if (!rw->passthrough)
+    const bool final = rw->status >= 200;
+    if (!rw->passthrough) {
+        if (!have_date && final) {
+            size_t dl;
+            const char *d = date_line(&dl);
+            put(&wr, d, dl);
+        }
         put_our_headers(&wr, rw);
-    if (rw->extra)
+    }
+    /* cookies go on the final answer only, never on a 1xx (RFC 9110 §15.2: interim, no state) */
+    if (rw->extra && final)
         put_str(&wr, rw->extra);
-    if (rw->cookie_ms > 0) {
+    if (rw->cookie_ms > 0 && final) {
         /* SPEC §3: read-your-writes for this client for --consistency-window */
         char line[160];
         int n = snprintf(line, sizeof(line),
@@ -671,9 +781,13 @@ void proxy_http_write_local(struct evbuffer *out, int status, const char *reason
     struct writer wr;
     char num[24];
     if (writer_begin(out, &wr, &iov,
-                     256 + strlen(reason) + slen(extra_headers) + our_headers_size(rw) + blen) < 0)
+                     256 + DATE_LINE_MAX + strlen(reason) + slen(extra_headers) + our_headers_size(rw) +
+                         blen) < 0)
         return;
     put_status_line(&wr, status, reason, strlen(reason));
+    size_t dl;
+    const char *d = date_line(&dl);
+    put(&wr, d, dl);
     if (blen)
         PUT_LIT(&wr, "Content-Type: text/plain; charset=utf-8\r\n");
     snprintf(num, sizeof(num), "%zu", blen);
@@ -683,16 +797,18 @@ void proxy_http_write_local(struct evbuffer *out, int status, const char *reason
     put_our_headers(&wr, rw);
     put_connection(&wr, rw);
     PUT_LIT(&wr, "\r\n");
-    if (blen) {
+    /* an answer to HEAD says how long the body would be, and sends none (RFC 9110 §9.3.2) */
+    if (blen && !rw->no_body) {
         put(&wr, reason_line, blen - 1);
         PUT_LIT(&wr, "\n");
     }
     (void)writer_commit(out, &wr, &iov);
 }
 
-enum head_scan_result proxy_http_scan_head(uint8_t *state, const char *p, size_t n)
+enum head_scan_result proxy_http_scan_head_used(uint8_t *state, const char *p, size_t n, size_t *used)
 {
     size_t i = 0;
+    *used = n;
     while (*state != HEAD_SCAN_DONE) {
         if (*state == HEAD_SCAN_LINE) {
             /* at the start of a line after CRLF */
@@ -715,6 +831,8 @@ enum head_scan_result proxy_http_scan_head(uint8_t *state, const char *p, size_t
                 return HEAD_SCAN_OK;
             /* CR LF on an empty line ends the head; a bare CR is llhttp's to refuse */
             *state = p[i] == '\n' ? HEAD_SCAN_DONE : HEAD_SCAN_START;
+            if (*state == HEAD_SCAN_DONE)
+                *used = i + 1;
             continue;
         }
         const char *lf = i < n ? memchr(p + i, '\n', n - i) : NULL;
@@ -731,6 +849,12 @@ enum head_scan_result proxy_http_scan_head(uint8_t *state, const char *p, size_t
         i = j + 1;
     }
     return HEAD_SCAN_OK;
+}
+
+enum head_scan_result proxy_http_scan_head(uint8_t *state, const char *p, size_t n)
+{
+    size_t used;
+    return proxy_http_scan_head_used(state, p, n, &used);
 }
 
 size_t proxy_http_chunk_header(char *buf, size_t len)

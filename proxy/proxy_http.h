@@ -18,6 +18,8 @@ __attribute__((warn_unused_result)) int proxy_head_field(struct head *h, const c
 __attribute__((warn_unused_result)) int proxy_head_value(struct head *h, const char *at, size_t len);
 __attribute__((warn_unused_result)) int proxy_head_span(struct head *h, uint32_t *off, uint32_t *len,
                                                         const char *at, size_t n);
+/* The value of the last field is complete: its trailing whitespace is not part of it (RFC 9110 §5.5). */
+void proxy_head_value_done(struct head *h);
 void proxy_head_reset(struct head *h);
 void proxy_head_free(struct head *h);
 
@@ -41,6 +43,17 @@ int proxy_head_find(const struct head *h, const char *name);
  * is not absolute-form), else why the target is refused (400).
  */
 const char *proxy_http_absolute_form(struct head *h, int http_minor);
+
+/* The options of a head's Connection fields other than close, keep-alive and upgrade, each once. */
+#define PROXY_CONN_OPTIONS_MAX 32
+struct conn_options {
+    size_t n;
+    uint32_t off[PROXY_CONN_OPTIONS_MAX]; /* into the head arena */
+    uint32_t len[PROXY_CONN_OPTIONS_MAX];
+};
+
+/* Fills o; false if there are more than PROXY_CONN_OPTIONS_MAX (o then holds the first ones). */
+bool proxy_http_conn_options(const struct head *h, struct conn_options *o);
 
 /* Facts about a request head that the routing and rewriting need. */
 struct req_facts {
@@ -101,12 +114,14 @@ struct resp_rewrite {
     int64_t cookie_ms;  /* > 0: Set-Cookie leaseway_wrote=<ms> (after a write) */
     const char *extra;  /* more header lines, each ending in CRLF (e.g. __txid cookies) */
     int64_t cookie_max_age_s;
+    bool no_body; /* a local answer to HEAD: the head only */
 };
 
 __attribute__((warn_unused_result)) int proxy_http_write_response(struct evbuffer *out, const struct head *h,
                                                                   const struct resp_rewrite *rw);
 
-/* A response made by leaseway itself: status line, our headers, a one-line body. */
+/* A response made by leaseway itself: status line, Date, our headers, a one-line body (none if rw->no_body).
+ */
 void proxy_http_write_local(struct evbuffer *out, int status, const char *reason_line,
                             const char *extra_headers, const struct resp_rewrite *rw);
 
@@ -121,6 +136,8 @@ const char *proxy_http_reason(int status);
 enum head_scan { HEAD_SCAN_START = 0, HEAD_SCAN_CR, HEAD_SCAN_LINE, HEAD_SCAN_LINE_CR, HEAD_SCAN_DONE };
 enum head_scan_result { HEAD_SCAN_OK = 0, HEAD_SCAN_BARE_LF, HEAD_SCAN_OBS_FOLD };
 enum head_scan_result proxy_http_scan_head(uint8_t *state, const char *p, size_t n);
+/* The same; *used: how many of the n bytes belong to the head (all of them until its end). */
+enum head_scan_result proxy_http_scan_head_used(uint8_t *state, const char *p, size_t n, size_t *used);
 
 /* Write "<hex len>\r\n" into buf (at least 20 bytes); returns its length. */
 size_t proxy_http_chunk_header(char *buf, size_t len);

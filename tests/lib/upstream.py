@@ -463,6 +463,7 @@ RAW = {
     "no_reason": b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok",
     "early_hints": b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "te_ows": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 }
 
 
