@@ -89,6 +89,7 @@ struct head {
     uint32_t reason_off, reason_len;
     unsigned in_value : 1; /* the last span appended was a value */
     unsigned too_big : 1;
+    unsigned conn_opts : 2; /* 0: not looked at yet, 1: Connection lists no option of its own, 2: it does */
 };
 
 enum client_state {

@@ -723,14 +723,6 @@ static int req_chunk_header(llhttp_t *p)
     return HPE_PAUSED;
 }
 
-static int req_value_done(llhttp_t *p)
-{
-    struct client *c = p->data;
-    if (!c->head_done)
-        proxy_head_value_done(c->head);
-    return 0;
-}
-
 static struct upstream *upstream_acquire(struct proxy_worker *w, struct upstream_target *t, bool fresh);
 static int upstream_send_request(struct client *c);
 static int route_and_dispatch(struct client *c);
@@ -1844,13 +1836,6 @@ static int resp_value(llhttp_t *p, const char *at, size_t len)
     return proxy_head_value(u->head, at, len) < 0 ? -1 : 0;
 }
 
-static int resp_value_done(llhttp_t *p)
-{
-    struct upstream *u = p->data;
-    proxy_head_value_done(u->head);
-    return 0;
-}
-
 /* Does an Upgrade field name a protocol (a 101 without one switches to nothing known)? */
 static bool names_protocol(const struct head *h)
 {
@@ -2213,7 +2198,6 @@ void proxy_conn_init_settings(void)
     req_settings.on_url = req_url;
     req_settings.on_header_field = req_field;
     req_settings.on_header_value = req_value;
-    req_settings.on_header_value_complete = req_value_done;
     req_settings.on_headers_complete = req_headers_complete;
     req_settings.on_body = req_body;
     req_settings.on_chunk_header = req_chunk_header;
@@ -2224,7 +2208,6 @@ void proxy_conn_init_settings(void)
     resp_settings.on_status = resp_status;
     resp_settings.on_header_field = resp_field;
     resp_settings.on_header_value = resp_value;
-    resp_settings.on_header_value_complete = resp_value_done;
     resp_settings.on_headers_complete = resp_headers_complete;
     resp_settings.on_body = resp_body;
     resp_settings.on_message_complete = resp_message_complete;

@@ -73,16 +73,6 @@ int proxy_head_value(struct head *h, const char *at, size_t len)
     return proxy_head_span(h, &f->val_off, &f->val_len, at, len);
 }
 
-void proxy_head_value_done(struct head *h)
-{
-    if (h->nf == 0)
-        return;
-    struct head_field *f = &h->f[h->nf - 1];
-    const char *v = h->buf + f->val_off;
-    while (f->val_len && (v[f->val_len - 1] == ' ' || v[f->val_len - 1] == '\t'))
-        f->val_len--;
-}
-
 void proxy_head_reset(struct head *h)
 {
     h->len = 0;
@@ -91,6 +81,7 @@ void proxy_head_reset(struct head *h)
     h->reason_off = h->reason_len = 0;
     h->in_value = 0;
     h->too_big = 0;
+    h->conn_opts = 0;
 }
 
 void proxy_head_free(struct head *h)
@@ -233,6 +224,8 @@ static bool conn_options_add(struct conn_options *o, const char *base, const cha
 bool proxy_http_conn_options(const struct head *h, struct conn_options *o)
 {
     o->n = 0;
+    if (h->conn_opts == 1) /* the validation of the head found none: the usual case */
+        return true;
     for (size_t k = 0; k < h->nf; k++)
         if (h->f[k].name_len == 10 && proxy_head_name_is(h, k, "connection") &&
             !conn_options_add(o, h->buf, head_val(h, k), h->f[k].val_len))
@@ -335,9 +328,20 @@ static bool valid_value(const char *v, size_t len)
     return true;
 }
 
-void proxy_http_request_facts(const struct head *h, int http_minor, struct req_facts *facts)
+/* RFC 9110 §5.5: a field value excludes trailing whitespace; llhttp 8.1 drops only the leading. */
+static void trim_value(struct head *h, size_t i)
 {
-    struct conn_options co = {.n = 0};
+    const char *v = head_val(h, i);
+    uint32_t n = h->f[i].val_len;
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    h->f[i].val_len = n;
+}
+
+void proxy_http_request_facts(struct head *h, int http_minor, struct req_facts *facts)
+{
+    struct conn_options co;
+    co.n = 0;
     memset(facts, 0, sizeof(*facts));
     const char *url = h->buf + h->url_off;
     const char *q = memchr(url, '?', h->url_len);
@@ -345,6 +349,7 @@ void proxy_http_request_facts(const struct head *h, int http_minor, struct req_f
     facts->path_len = q ? (size_t)(q - url) : h->url_len;
 
     for (size_t i = 0; i < h->nf; i++) {
+        trim_value(h, i);
         const char *n = head_name(h, i), *v = head_val(h, i);
         size_t nl = h->f[i].name_len, vl = h->f[i].val_len;
         /* obs-fold reaches us as CR/LF inside a value (llhttp 8.1 accepts it): RFC 9112 §5.2 */
@@ -393,6 +398,7 @@ void proxy_http_request_facts(const struct head *h, int http_minor, struct req_f
                 facts->expect_continue = true;
         }
     }
+    h->conn_opts = co.n ? 2 : 1;
     if (facts->host_count > 1) {
         facts->bad = "more than one Host header";
     } else if (facts->host_count == 0 && http_minor >= 1) {
@@ -422,21 +428,24 @@ bool proxy_http_response_coding_ok(const struct head *h)
  * A byte-by-byte pass over every field (as for requests) cost about 2 000 instructions per
  * proxied request, 12 % of the whole.
  */
-const char *proxy_http_response_bad(const struct head *h, int status)
+const char *proxy_http_response_bad(struct head *h, int status)
 {
     /* below 100 there is no class (RFC 9110 §15) to say whether a body follows or not */
     if (status < 100)
         return "invalid status code";
     if (h->reason_len && !valid_value(h->buf + h->reason_off, h->reason_len))
         return "invalid character in the reason phrase";
-    struct conn_options co = {.n = 0};
+    struct conn_options co;
+    co.n = 0;
     for (size_t i = 0; i < h->nf; i++) {
         if (h->f[i].name_len == 0)
             return "invalid header name";
+        trim_value(h, i);
         if (h->f[i].name_len == 10 && proxy_head_name_is(h, i, "connection") &&
             !conn_options_add(&co, h->buf, head_val(h, i), h->f[i].val_len))
             return "too many options in the Connection header";
     }
+    h->conn_opts = co.n ? 2 : 1;
     return NULL;
 }
 
@@ -558,7 +567,9 @@ int proxy_http_write_request(struct evbuffer *out, const struct head *h, const s
     PUT_LIT(&wr, " HTTP/1.1\r\n");
 
     struct conn_options co;
-    (void)proxy_http_conn_options(h, &co); /* more than the maximum was refused with the head */
+    co.n = 0;
+    if (h->conn_opts != 1)                     /* 1: none, as the head's validation found (the usual case) */
+        (void)proxy_http_conn_options(h, &co); /* more than the maximum was refused with the head */
     int xff_first = -1, xff_count = 0;
     bool have_host = false, have_proto = false, have_fhost = false;
     int upgrade_i = -1, host_i = -1;
@@ -720,7 +731,9 @@ int proxy_http_write_response(struct evbuffer *out, const struct head *h, const 
         put_status_line(&wr, rw->status, reason, strlen(reason));
 
     struct conn_options co;
-    (void)proxy_http_conn_options(h, &co); /* more than the maximum was refused with the head */
+    co.n = 0;
+    if (h->conn_opts != 1)                     /* 1: none, as the head's validation found (the usual case) */
+        (void)proxy_http_conn_options(h, &co); /* more than the maximum was refused with the head */
     /* no Content-Length on a 1xx or 204 (RFC 9110 §8.6); a 304 or a HEAD answer keeps GET's */
     const bool keep_cl =
         (rw->framing == BODY_LENGTH || rw->framing == BODY_NONE) && rw->status != 204 && rw->status >= 200;

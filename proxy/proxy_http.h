@@ -18,8 +18,6 @@ __attribute__((warn_unused_result)) int proxy_head_field(struct head *h, const c
 __attribute__((warn_unused_result)) int proxy_head_value(struct head *h, const char *at, size_t len);
 __attribute__((warn_unused_result)) int proxy_head_span(struct head *h, uint32_t *off, uint32_t *len,
                                                         const char *at, size_t n);
-/* The value of the last field is complete: its trailing whitespace is not part of it (RFC 9110 §5.5). */
-void proxy_head_value_done(struct head *h);
 void proxy_head_reset(struct head *h);
 void proxy_head_free(struct head *h);
 
@@ -67,16 +65,20 @@ struct req_facts {
     const char *bad; /* NULL, or why the head is rejected (400) */
 };
 
-/* Validate a request head (RFC 9112 §3.2, §5.2, §6.1) and extract facts. */
-void proxy_http_request_facts(const struct head *h, int http_minor, struct req_facts *facts);
+/*
+ * Validate a request head (RFC 9112 §3.2, §5.2, §6.1) and extract facts. Drops the trailing
+ * whitespace of every value (RFC 9110 §5.5) and notes in h whether Connection lists options.
+ */
+void proxy_http_request_facts(struct head *h, int http_minor, struct req_facts *facts);
 
 /*
  * Validate a response head from the app (RFC 9112 §4, §5): a status of at least 100, field
  * names are tokens, values and the reason phrase hold no control character but HTAB. llhttp
  * 8.1 lets "HTTP/1.1 004", an empty field name and control bytes in the reason phrase
- * through. NULL, or why it is refused (502).
+ * through. NULL, or why it is refused (502). Drops the trailing whitespace of every value
+ * and notes in h whether Connection lists options, as proxy_http_request_facts() does.
  */
-const char *proxy_http_response_bad(const struct head *h, int status);
+const char *proxy_http_response_bad(struct head *h, int status);
 
 /* Transfer-Encoding, if any, is "chunked" alone: the only coding leaseway can undo and redo. */
 bool proxy_http_response_coding_ok(const struct head *h);

@@ -149,14 +149,6 @@ static void note_authority(struct conn *c)
     c->authority[end - skip] = '\0';
 }
 
-static int on_value_done(llhttp_t *p)
-{
-    struct conn *c = p->data;
-    if (!c->head_done)
-        proxy_head_value_done(c->head); /* as req_value_done: trailing OWS is not the value's */
-    return 0;
-}
-
 static int on_headers_complete(llhttp_t *p)
 {
     struct conn *c = p->data;
@@ -478,7 +470,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         settings.on_url = on_url;
         settings.on_header_field = on_field;
         settings.on_header_value = on_value;
-        settings.on_header_value_complete = on_value_done;
         settings.on_headers_complete = on_headers_complete;
         settings.on_body = on_body;
         settings.on_message_complete = on_message_complete;
