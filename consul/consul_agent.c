@@ -121,7 +121,8 @@ struct consul_agent {
     unsigned alive_fed : 1; /* a pass succeeded since the last (re)registration */
     unsigned register_dirty : 1;
     unsigned ready_dirty : 1;
-    enum route_role registered_role;
+    enum route_role registered_role; /* Tags and Meta.gate of the latest registration sent */
+    enum route_gate registered_gate;
     enum route_gate gate;
     char gate_reason[ROUTE_REASON_MAX];
 
@@ -334,6 +335,24 @@ static int64_t fence_deadline(const struct consul_agent *a)
                                  a->cfg.register_service ? a->alive_ok_sent_ms : -1);
 }
 
+/* The tag the service should carry now. */
+static enum route_role tag_role(const struct consul_agent *a)
+{
+    return current_role(a) == ROUTE_ROLE_PRIMARY ? ROUTE_ROLE_PRIMARY : ROUTE_ROLE_REPLICA;
+}
+
+/*
+ * The latest registration sent (in flight or done) carries another tag or Meta.gate than
+ * now: the role or the gate changed after it was built. Whatever the order in which the
+ * lease view and the registration's reply come, one of publish() and register_done() sees it
+ * and registers again.
+ */
+static bool registration_stale(const struct consul_agent *a)
+{
+    return a->cfg.register_service && !stopping(a) &&
+           (a->registered_role != tag_role(a) || a->registered_gate != a->gate);
+}
+
 static void compute_state(struct consul_agent *a, struct consul_state *st)
 {
     memset(st, 0, sizeof(*st));
@@ -401,6 +420,13 @@ static void publish(struct consul_agent *a)
         arm_from(a->ev_fence, st.fence_deadline_ms, 1); /* on_fence_timer(): publish it running out */
     else
         evtimer_del(a->ev_fence);
+    /*
+     * Tags follow the lease (not the fence); Consul DNS primary.<service> depends on it.
+     * Checked before the "nothing changed" return: what the owner was told may already say
+     * primary while the registration in Consul does not (register_done() checks it too).
+     */
+    if (a->registered && registration_stale(a))
+        register_now(a);
     if (a->published_once && memcmp(&st, &a->published, sizeof(st)) == 0)
         return;
 
@@ -412,10 +438,6 @@ static void publish(struct consul_agent *a)
                    (unsigned long long)st.lease_index);
     memcpy(&a->published, &st, sizeof(st));
     a->published_once = true;
-    /* Tags follow the lease (not the fence); Consul DNS primary.<service> depends on it. */
-    if (a->cfg.register_service && a->registered &&
-        (current_role(a) == ROUTE_ROLE_PRIMARY) != (a->registered_role == ROUTE_ROLE_PRIMARY))
-        register_now(a);
     if (a->cb)
         a->cb(&st, a->cb_arg);
 }
@@ -1095,7 +1117,12 @@ static void register_done(const struct consul_http_resp *r, void *arg)
             on_alive_timer(-1, 0, a);
         a->ready_dirty = 1;
         ready_update(a); /* sets the output (the gate's reason) */
-        if (a->register_dirty) {
+        /*
+         * The role (the lease view came first: a watch-only instance the lease names) or the
+         * gate may have changed while this registration was in flight; publish() skipped the
+         * tag sync then (not registered yet), and will not run it again if nothing else changes.
+         */
+        if (a->register_dirty || registration_stale(a)) {
             a->register_dirty = 0;
             register_now(a);
         }
@@ -1118,7 +1145,8 @@ static void register_now(struct consul_agent *a)
         a->register_dirty = 1;
         return;
     }
-    a->registered_role = current_role(a) == ROUTE_ROLE_PRIMARY ? ROUTE_ROLE_PRIMARY : ROUTE_ROLE_REPLICA;
+    a->registered_role = tag_role(a);
+    a->registered_gate = a->gate;
     consul_duration_fmt(CONSUL_ALIVE_TTL_MS, ttl_alive, sizeof(ttl_alive));
     consul_duration_fmt(CONSUL_READY_TTL_MS, ttl_ready, sizeof(ttl_ready));
     /*
