@@ -226,6 +226,7 @@ enum consul_lease_state {
     CONSUL_LEASE_STANDBY,    /* session, no lease: held by another, or lock-delay; waiting */
     CONSUL_LEASE_HOLDING,    /* acquire said true; primary once the watch shows our session */
     CONSUL_LEASE_HANDOFF,    /* released on request: no acquire until lock-delay + 1 s or another holds */
+    CONSUL_LEASE_SIDELINED,  /* session, no lease, not contending: unfit to lead (app not healthy) */
     CONSUL_LEASE_STOPPING,   /* shutdown sequence running */
     CONSUL_LEASE_STOPPED,    /* shutdown done */
     CONSUL_LEASE_COUNT
@@ -243,6 +244,8 @@ enum consul_lease_event {
     CONSUL_LEV_KEY_OURS,     /* the watch: our session holds it */
     CONSUL_LEV_RETRY,        /* a retry or handoff timer fired */
     CONSUL_LEV_HANDOFF,      /* consul_agent_handoff() */
+    CONSUL_LEV_UNFIT,        /* consul_agent_set_fit(false): stop contending (a holder keeps the lease) */
+    CONSUL_LEV_FIT,          /* consul_agent_set_fit(true): contend again */
     CONSUL_LEV_SHUTDOWN,     /* consul_agent_shutdown() */
     CONSUL_LEV_STOPPED,      /* shutdown sequence finished */
     CONSUL_LEV_COUNT

@@ -72,6 +72,12 @@ struct consul_agent *consul_agent_new(struct event_base *base, const struct cons
 __attribute__((warn_unused_result)) int consul_agent_start(struct consul_agent *agent);
 /* The gate changed: updates the ready check (passing only when open; output = reason) and Meta.gate. */
 void consul_agent_set_gate(struct consul_agent *agent, enum route_gate gate, const char *reason);
+/*
+ * May this instance lead now? false (its app is not healthy, or it drains): a candidate keeps
+ * its session but stays out of the race until true again (lease state "sidelined"); a holder
+ * keeps the lease. Call it before consul_agent_start() and on every change. Default: true.
+ */
+void consul_agent_set_fit(struct consul_agent *agent, bool fit);
 /* Give up the lease if held (POST /handoff): release; stay a candidate after lock-delay. */
 void consul_agent_handoff(struct consul_agent *agent);
 /* Shutdown: release the lease, destroy the session, deregister; then call done (at most ~2 s). */

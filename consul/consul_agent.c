@@ -75,6 +75,7 @@ struct consul_agent {
     int adv_port;
 
     enum consul_lease_state lease;
+    unsigned unfit : 1; /* consul_agent_set_fit(false): out of the race (CONSUL_LEV_UNFIT) */
     uint32_t rnd;
 
     /* session */
@@ -481,12 +482,19 @@ static void lease_event(struct consul_agent *a, enum consul_lease_event ev)
         evtimer_del(a->ev_lease);
         session_create(a);
         break;
-    case CONSUL_LEASE_ACQUIRING: acquire_send(a); break;
+    case CONSUL_LEASE_ACQUIRING:
+        if (a->unfit)
+            lease_event(a, CONSUL_LEV_UNFIT); /* a session just created, a key seen free: not now */
+        else
+            acquire_send(a);
+        break;
     case CONSUL_LEASE_STANDBY:
         if (!a->session[0]) {
             lease_event(a, CONSUL_LEV_SESSION_LOST);
         } else if (a->holder_session[0] && strcmp(a->holder_session, a->session) == 0) {
             lease_event(a, CONSUL_LEV_KEY_OURS);
+        } else if (a->unfit) {
+            lease_event(a, CONSUL_LEV_UNFIT);
         } else if (!a->holder_session[0] && a->watch_ok && !evtimer_pending(a->ev_lease, NULL)) {
             lease_event(a, CONSUL_LEV_KEY_FREE);
         }
@@ -1549,6 +1557,23 @@ void consul_agent_set_gate(struct consul_agent *a, enum route_gate gate, const c
         register_now(a); /* Meta.gate (queued if one is in flight); a ready update follows it */
     else
         ready_update(a);
+}
+
+void consul_agent_set_fit(struct consul_agent *a, bool fit)
+{
+    if (fit == !a->unfit)
+        return;
+    a->unfit = !fit;
+    if (a->cfg.candidate)
+        consul_log(
+            "info", "msg=\"%s\" lease_state=%s",
+            fit ? "this instance may lead again: contending for the lease"
+                : "this instance may not lead now (app not healthy, or draining): not contending for the "
+                  "lease",
+            consul_lease_state_str(a->lease));
+    if (a->lease == CONSUL_LEASE_INIT || stopping(a))
+        return;
+    lease_event(a, fit ? CONSUL_LEV_FIT : CONSUL_LEV_UNFIT);
 }
 
 static void handoff_release_done(const struct consul_http_resp *r, void *arg)

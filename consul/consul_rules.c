@@ -177,8 +177,8 @@ static const char *const lease_state_names[CONSUL_LEASE_COUNT] = {
     [CONSUL_LEASE_INIT] = "init",         [CONSUL_LEASE_WATCH_ONLY] = "watch-only",
     [CONSUL_LEASE_CREATING] = "creating", [CONSUL_LEASE_ACQUIRING] = "acquiring",
     [CONSUL_LEASE_STANDBY] = "standby",   [CONSUL_LEASE_HOLDING] = "holding",
-    [CONSUL_LEASE_HANDOFF] = "handoff",   [CONSUL_LEASE_STOPPING] = "stopping",
-    [CONSUL_LEASE_STOPPED] = "stopped",
+    [CONSUL_LEASE_HANDOFF] = "handoff",   [CONSUL_LEASE_SIDELINED] = "sidelined",
+    [CONSUL_LEASE_STOPPING] = "stopping", [CONSUL_LEASE_STOPPED] = "stopped",
 };
 
 const char *consul_lease_state_str(enum consul_lease_state state)
@@ -189,12 +189,20 @@ const char *consul_lease_state_str(enum consul_lease_state state)
 }
 
 static const char *const lease_event_names[CONSUL_LEV_COUNT] = {
-    [CONSUL_LEV_START] = "start",           [CONSUL_LEV_START_WATCH] = "start-watch",
-    [CONSUL_LEV_SESSION_OK] = "session-ok", [CONSUL_LEV_SESSION_LOST] = "session-lost",
-    [CONSUL_LEV_ACQUIRED] = "acquired",     [CONSUL_LEV_NOT_ACQUIRED] = "not-acquired",
-    [CONSUL_LEV_KEY_FREE] = "key-free",     [CONSUL_LEV_KEY_OTHER] = "key-other",
-    [CONSUL_LEV_KEY_OURS] = "key-ours",     [CONSUL_LEV_RETRY] = "retry",
-    [CONSUL_LEV_HANDOFF] = "handoff",       [CONSUL_LEV_SHUTDOWN] = "shutdown",
+    [CONSUL_LEV_START] = "start",
+    [CONSUL_LEV_START_WATCH] = "start-watch",
+    [CONSUL_LEV_SESSION_OK] = "session-ok",
+    [CONSUL_LEV_SESSION_LOST] = "session-lost",
+    [CONSUL_LEV_ACQUIRED] = "acquired",
+    [CONSUL_LEV_NOT_ACQUIRED] = "not-acquired",
+    [CONSUL_LEV_KEY_FREE] = "key-free",
+    [CONSUL_LEV_KEY_OTHER] = "key-other",
+    [CONSUL_LEV_KEY_OURS] = "key-ours",
+    [CONSUL_LEV_RETRY] = "retry",
+    [CONSUL_LEV_HANDOFF] = "handoff",
+    [CONSUL_LEV_UNFIT] = "unfit",
+    [CONSUL_LEV_FIT] = "fit",
+    [CONSUL_LEV_SHUTDOWN] = "shutdown",
     [CONSUL_LEV_STOPPED] = "stopped",
 };
 
@@ -208,6 +216,12 @@ const char *consul_lease_event_str(enum consul_lease_event ev)
 /*
  * The whole candidate lifecycle. Pairs not listed keep the state (e.g. a
  * transient error: the caller retries the same step after a backoff).
+ *
+ * UNFIT (this instance may not lead now: its app is not healthy, or it drains) takes a
+ * candidate out of the race: it keeps its session but sends no acquire until FIT. The agent
+ * also fires UNFIT on entering ACQUIRING or STANDBY while unfit. A holder keeps the lease
+ * (HOLDING + UNFIT stays): its gate already refuses traffic, and a release on a failing health
+ * check would make a flapping one a failover storm.
  */
 enum consul_lease_state consul_lease_next(enum consul_lease_state s, enum consul_lease_event ev)
 {
@@ -235,6 +249,8 @@ enum consul_lease_state consul_lease_next(enum consul_lease_state s, enum consul
         case CONSUL_LEV_NOT_ACQUIRED: return CONSUL_LEASE_STANDBY;
         case CONSUL_LEV_SESSION_LOST: return CONSUL_LEASE_CREATING;
         case CONSUL_LEV_HANDOFF: return CONSUL_LEASE_HANDOFF;
+        case CONSUL_LEV_UNFIT:
+            return CONSUL_LEASE_SIDELINED; /* an acquire in flight may still land: KEY_OURS */
         default: return s;
         }
     case CONSUL_LEASE_STANDBY:
@@ -243,7 +259,16 @@ enum consul_lease_state consul_lease_next(enum consul_lease_state s, enum consul
         case CONSUL_LEV_RETRY: return CONSUL_LEASE_ACQUIRING;
         case CONSUL_LEV_KEY_OURS: return CONSUL_LEASE_HOLDING;
         case CONSUL_LEV_SESSION_LOST: return CONSUL_LEASE_CREATING;
+        case CONSUL_LEV_UNFIT: return CONSUL_LEASE_SIDELINED;
         default: return s;
+        }
+    case CONSUL_LEASE_SIDELINED:
+        switch (ev) {
+        case CONSUL_LEV_FIT: return CONSUL_LEASE_STANDBY; /* which acquires at once if the key is free */
+        case CONSUL_LEV_KEY_OURS: /* an acquire sent before UNFIT landed: a holder keeps the lease */
+            return CONSUL_LEASE_HOLDING;
+        case CONSUL_LEV_SESSION_LOST: return CONSUL_LEASE_CREATING;
+        default: return s; /* KEY_FREE, RETRY: not contending */
         }
     case CONSUL_LEASE_HOLDING:
         switch (ev) {

@@ -185,6 +185,11 @@ enum route_gate health_state(const struct health *h, char *reason, size_t size)
     return health_gate_state(&h->gate, reason, size);
 }
 
+bool health_may_lead(const struct health *h)
+{
+    return health_gate_may_lead(&h->gate);
+}
+
 void health_drain(struct health *h)
 {
     h->draining = true;

@@ -66,6 +66,8 @@ __attribute__((warn_unused_result)) int health_start(struct health *h);
 void health_set_role(struct health *h, enum route_role role);
 /* The gate: state and one-line reason. */
 enum route_gate health_state(const struct health *h, char *reason, size_t size);
+/* May this instance take the lease now (health_gate_may_lead())? */
+bool health_may_lead(const struct health *h);
 /* Shutdown: the gate reads draining from now on; probes stop, no new migrate run. */
 void health_drain(struct health *h);
 /* A --migrate-command run is in flight (shutdown lets it finish within the drain budget). */

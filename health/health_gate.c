@@ -61,6 +61,16 @@ enum route_gate health_gate_state(const struct health_gate *g, char *reason, siz
     return ROUTE_GATE_OPEN;
 }
 
+bool health_gate_may_lead(const struct health_gate *g)
+{
+    if (g->draining)
+        return false;
+    for (int c = 0; c < HEALTH_COND_COUNT; c++)
+        if (g->cond[c].needed && !g->cond[c].ok)
+            return c != HEALTH_COND_APP_HEALTHY;
+    return true;
+}
+
 bool health_app_result(struct health_app_state *s, bool ok)
 {
     if (ok) {

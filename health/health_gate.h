@@ -41,6 +41,15 @@ bool health_gate_set(struct health_gate *g, enum health_cond c, bool needed, boo
 enum route_gate health_gate_state(const struct health_gate *g, char *reason, size_t size);
 
 /*
+ * May this instance take the lease now? Not while it drains, nor while the app's health is
+ * what keeps its gate closed (HEALTH_COND_APP_HEALTHY is the first unmet condition). Pending
+ * migrations (or a migrate command not run yet, an app not started yet) do not count: the
+ * lease holder runs --migrate-command before its gate opens, and the app starts once the lease
+ * is settled, so requiring them would leave the lease with nobody.
+ */
+bool health_gate_may_lead(const struct health_gate *g);
+
+/*
  * --upstream-health results to the app_healthy condition, with HAProxy's hysteresis (fall 3,
  * rise 2): the first 2xx opens it at once (start-up); once open, HEALTH_APP_FALL failed checks in
  * a row close it, so that one slow or failed answer does not take the instance out; once closed

@@ -126,6 +126,9 @@ static void publish(struct control *ctl)
         if (ctl->consul)
             consul_agent_set_gate(ctl->consul, s.gate, s.gate_reason);
     }
+    /* a candidate whose app is not healthy (or that drains) stays out of the race for the lease */
+    if (ctl->consul)
+        consul_agent_set_fit(ctl->consul, health_may_lead(ctl->health));
     const char *now_primary = s.primary_known ? s.primary_id : "";
     if (strcmp(now_primary, ctl->last_primary) != 0) {
         char q_now[PROXY_LOG_QUOTE_MAX / 4], q_prev[PROXY_LOG_QUOTE_MAX / 4]; /* IDs: under 128 bytes */
@@ -491,6 +494,7 @@ static struct consul_agent *start_consul(struct control *ctl)
     if (!agent)
         return NULL;
     consul_agent_set_gate(agent, ctl->last_gate, ctl->last_gate_reason);
+    consul_agent_set_fit(agent, health_may_lead(ctl->health));
     if (consul_agent_start(agent) < 0) {
         consul_agent_free(agent);
         return NULL;

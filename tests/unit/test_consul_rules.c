@@ -270,6 +270,51 @@ Test(consul_lease, handoff)
     cr_assert_eq(consul_lease_next(S(STANDBY), E(HANDOFF)), S(STANDBY), "nothing to hand off");
 }
 
+/*
+ * A candidate unfit to lead (its app not healthy, or draining) stays out of the race: the
+ * regression behind cluster_unhealthy_candidate.sh, where a candidate with a failed app took the
+ * lease at a handoff and kept it while the healthy former primary waited.
+ */
+Test(consul_lease, unfit_candidate_stays_out_of_the_race)
+{
+    cr_assert_eq(consul_lease_next(S(STANDBY), E(UNFIT)), S(SIDELINED));
+    cr_assert_eq(consul_lease_next(S(ACQUIRING), E(UNFIT)), S(SIDELINED), "no retry of the acquire");
+    enum consul_lease_state s = S(SIDELINED);
+    cr_assert_eq(consul_lease_next(s, E(KEY_FREE)), S(SIDELINED),
+                 "a free key (handoff, failover) is not taken");
+    cr_assert_eq(consul_lease_next(s, E(RETRY)), S(SIDELINED), "the retry timer does not acquire");
+    cr_assert_eq(consul_lease_next(s, E(KEY_OTHER)), S(SIDELINED));
+    cr_assert_eq(consul_lease_next(s, E(NOT_ACQUIRED)), S(SIDELINED));
+    cr_assert_eq(consul_lease_next(s, E(ACQUIRED)), S(SIDELINED));
+    cr_assert_eq(consul_lease_next(s, E(HANDOFF)), S(SIDELINED), "nothing to hand off");
+    cr_assert_eq(consul_lease_next(s, E(UNFIT)), S(SIDELINED));
+    cr_assert_eq(consul_lease_next(s, E(SESSION_LOST)), S(CREATING), "the session is kept up meanwhile");
+    cr_assert_eq(consul_lease_next(s, E(KEY_OURS)), S(HOLDING),
+                 "an acquire sent before it turned unfit landed: a holder keeps the lease");
+    cr_assert_eq(consul_lease_next(s, E(FIT)), S(STANDBY), "back in the race (STANDBY acquires a free key)");
+    cr_assert_eq(consul_lease_next(S(SIDELINED), E(SHUTDOWN)), S(STOPPING));
+}
+
+/*
+ * The agent turns UNFIT into SIDELINED on entering ACQUIRING or STANDBY; the machine itself
+ * still goes there (a session created, a handoff's wait over), and FIT elsewhere changes nothing.
+ */
+Test(consul_lease, unfit_elsewhere)
+{
+    cr_assert_eq(consul_lease_next(S(HOLDING), E(UNFIT)), S(HOLDING),
+                 "the primary keeps the lease when its app fails: its gate already refuses traffic");
+    cr_assert_eq(consul_lease_next(S(HANDOFF), E(UNFIT)), S(HANDOFF), "the handoff's wait runs on");
+    cr_assert_eq(consul_lease_next(S(CREATING), E(UNFIT)), S(CREATING), "a session is still created");
+    cr_assert_eq(consul_lease_next(S(CREATING), E(SESSION_OK)), S(ACQUIRING));
+    cr_assert_eq(consul_lease_next(S(INIT), E(UNFIT)), S(INIT));
+    for (int st = 0; st < CONSUL_LEASE_COUNT; st++) {
+        if (st == S(SIDELINED))
+            continue;
+        cr_assert_eq(consul_lease_next((enum consul_lease_state)st, E(FIT)), st, "%s moved on fit",
+                     consul_lease_state_str((enum consul_lease_state)st));
+    }
+}
+
 Test(consul_lease, watch_only_and_shutdown)
 {
     enum consul_lease_state s = consul_lease_next(S(INIT), E(START_WATCH));

@@ -71,6 +71,35 @@ Test(health_gate, draining_wins)
     cr_assert_eq(health_gate_state(&g, r, sizeof(r)), ROUTE_GATE_DRAINING);
 }
 
+/*
+ * Who may take the lease: not an instance whose app is what keeps its gate closed, nor one that
+ * drains; one waiting for migrations (the holder runs them) or for the lease itself may.
+ */
+Test(health_gate, may_lead_unless_the_app_is_not_healthy)
+{
+    struct health_gate g;
+    memset(&g, 0, sizeof(g));
+    cr_assert(health_gate_may_lead(&g), "nothing configured");
+    health_gate_set(&g, HEALTH_COND_APP_HEALTHY, true, false, "not checked yet");
+    cr_assert_not(health_gate_may_lead(&g), "app health unknown or failing");
+    health_gate_set(&g, HEALTH_COND_APP_HEALTHY, true, true, NULL);
+    cr_assert(health_gate_may_lead(&g));
+    health_gate_set(&g, HEALTH_COND_APP_HEALTHY, true, false, "GET /healthz answered 500");
+    health_gate_set(&g, HEALTH_COND_MIGRATIONS, true, false, "1 of 3 pending");
+    cr_assert(health_gate_may_lead(&g), "migrations pending come first: the holder runs them");
+    health_gate_set(&g, HEALTH_COND_MIGRATIONS, true, true, NULL);
+    health_gate_set(&g, HEALTH_COND_MIGRATE_RUN, true, false, "waiting for the lease");
+    cr_assert(health_gate_may_lead(&g), "the migrate command waits for the lease");
+    health_gate_set(&g, HEALTH_COND_MIGRATE_RUN, false, true, NULL);
+    health_gate_set(&g, HEALTH_COND_APP_STARTED, true, false, "waiting for the lease");
+    cr_assert(health_gate_may_lead(&g), "the supervised app starts once the lease is settled");
+    health_gate_set(&g, HEALTH_COND_APP_STARTED, true, true, NULL);
+    cr_assert_not(health_gate_may_lead(&g), "only the app's health is left");
+    health_gate_set(&g, HEALTH_COND_APP_HEALTHY, true, true, NULL);
+    g.draining = true;
+    cr_assert_not(health_gate_may_lead(&g), "draining");
+}
+
 Test(health_gate, set_reports_changes_only)
 {
     struct health_gate g;
