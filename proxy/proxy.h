@@ -137,6 +137,7 @@ struct client {
     char *pending;        /* unparsed bytes after a paused message */
     size_t pending_len;
     struct evbuffer *body; /* a write's body buffered before dispatch (hold, retry) */
+    size_t body_bytes;     /* of this request's body so far: payload only, not the chunk framing in body */
     uint64_t excluded;     /* hash of a primary that answered 421 or was unreachable */
     uint64_t sent_to;      /* hash of the primary the request was last forwarded to (0: none) */
     int64_t excluded_until_ms;

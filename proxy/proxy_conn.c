@@ -650,6 +650,7 @@ static int req_message_begin(llhttp_t *p)
     c->head_done = 0;
     c->head_req = 0;
     c->trailer_len = 0;
+    c->body_bytes = 0;
     c->misdirects = 0;
     c->excluded = c->sent_to = 0;
     c->hold_deadline_ms = 0;
@@ -1281,7 +1282,9 @@ static int req_body(llhttp_t *p, const char *at, size_t len)
     } else {
         evbuffer_add(to, at, len);
     }
-    if (c->deferred && evbuffer_get_length(c->body) > PROXY_HOLD_BODY_MAX) {
+    c->body_bytes += len;
+    /* the limit is on the body (SPEC §2 step 8), not on the chunk framing buffered with it */
+    if (c->deferred && c->body_bytes > PROXY_HOLD_BODY_MAX) {
         /* too big to keep: stream it if a primary is known, else give up now */
         if (c->route != ROUTE_FORWARD) {
             client_error(c, 503, "no primary is known (bodies over 1 MiB are not held)",
