@@ -41,6 +41,8 @@ struct proxy_worker;
 #define PROXY_SEND_BATCH     256                /* sends per io_uring_enter(2) at the end of a loop pass */
 #define PROXY_POOL_IDLE_MS   2000 /* pooled upstream connections: below Node's 5 s keepAliveTimeout */
 #define PROXY_RETRY_MS       100  /* the app refused the connection: next try after this long */
+/* route_decide() normalizes a path of any target the proxy lets through */
+_Static_assert(PROXY_URL_MAX <= ROUTE_PATH_MAX, "PROXY_URL_MAX over ROUTE_PATH_MAX");
 
 /*
  * Deadline lists: every entry of one list has the same timeout, so appending

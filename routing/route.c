@@ -96,17 +96,175 @@ void route_rules_free(struct route_rules *rules)
     memset(rules, 0, sizeof(*rules));
 }
 
-static bool globs_match(const struct route_glob *globs, size_t n, const struct route_request *req)
+static bool globs_match(const struct route_glob *globs, size_t n, const struct route_request *req,
+                        const char *path, size_t path_len)
 {
     for (size_t i = 0; i < n; i++) {
         const struct route_glob *g = &globs[i];
         if (g->method[0] &&
             (strlen(g->method) != req->method_len || memcmp(g->method, req->method, req->method_len) != 0))
             continue;
-        if (route_glob_match(g->pattern, req->path, req->path_len))
+        if (route_glob_match(g->pattern, path, path_len))
             return true;
     }
     return false;
+}
+
+static bool is_sep(char ch)
+{
+    return ch == '/' || ch == '\\';
+}
+
+static int hex_val(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* RFC 3986 §2.3 */
+static bool is_unreserved(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+           ch == '.' || ch == '_' || ch == '~';
+}
+
+/* Nothing for route_path_normalize() to change in p[0, len) (which starts with a separator, has no '#')? */
+static bool path_is_normal(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        switch (p[i]) {
+        case '%':
+        case '\\': return false;
+        case '/':
+            if (i + 1 < len && p[i + 1] == '/')
+                return false;
+            break;
+        case '.':
+            if (p[i - 1] == '/') { /* i > 0: p[0] is '/' */
+                size_t j = i + 1 < len && p[i + 1] == '.' ? i + 2 : i + 1;
+                if (j == len || p[j] == '/')
+                    return false;
+            }
+            break;
+        default: break;
+        }
+    }
+    return true;
+}
+
+/*
+ * b[0, o) starts with '/' and ends with a whole segment: drop it if it is ".", and it and the
+ * one before if it is ".." (RFC 3986 §5.2.4 steps 2B-2D; ".." at the root stays at the root).
+ * Returns the new length, which keeps the '/' that preceded what was dropped.
+ */
+static size_t resolve_dots(const char *b, size_t o)
+{
+    size_t s = o;
+    while (b[s - 1] != '/')
+        s--;
+    if (o - s == 1 && b[s] == '.')
+        return s;
+    if (o - s == 2 && b[s] == '.' && b[s + 1] == '.') {
+        if (s == 1)
+            return 1;
+        s--;
+        while (b[s - 1] != '/')
+            s--;
+        return s;
+    }
+    return o;
+}
+
+const char *route_path_normalize(const char *path, size_t len, char *buf, size_t cap, size_t *out_len)
+{
+    const char *frag = memchr(path, '#', len);
+    if (frag)
+        len = (size_t)(frag - path);
+    if (len == 0 || !is_sep(path[0]) || path_is_normal(path, len)) {
+        *out_len = len;
+        return path;
+    }
+    if (cap < len)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = path[i];
+        if (ch == '\\') {
+            ch = '/';
+        } else if (ch == '%' && i + 2 < len && hex_val(path[i + 1]) >= 0 && hex_val(path[i + 2]) >= 0) {
+            unsigned char dec = (unsigned char)(hex_val(path[i + 1]) << 4 | hex_val(path[i + 2]));
+            if (is_unreserved(dec)) {
+                ch = (char)dec;
+                i += 2;
+            }
+        }
+        if (ch == '/' && o > 0) {
+            o = resolve_dots(buf, o);
+            if (buf[o - 1] == '/')
+                continue; /* merged */
+        }
+        buf[o++] = ch;
+    }
+    *out_len = resolve_dots(buf, o);
+    return buf;
+}
+
+/*
+ * "//host/path" (either '/' may be a '\\'): a network-path reference to a URL parser given a base, as in
+ * new URL(req.url, "http://app") (host "host", path "/path"), and a path to one given the whole
+ * URL. Sets the second reading's path ("/" when it has none).
+ */
+static bool network_path(const char *p, size_t len, const char **rest, size_t *rest_len)
+{
+    if (len < 2 || !is_sep(p[0]) || !is_sep(p[1]))
+        return false;
+    size_t i = 2;
+    while (i < len && !is_sep(p[i]) && p[i] != '#')
+        i++;
+    if (i < len && is_sep(p[i])) {
+        *rest = p + i;
+        *rest_len = len - i;
+    } else {
+        *rest = "/";
+        *rest_len = 1;
+    }
+    return true;
+}
+
+/*
+ * Globs match the path the app acts on (route_path_normalize). A path with two readings
+ * (network_path) is never passthrough, and is always-primary if either reading is.
+ */
+static void match_globs(const struct route_rules *rules, const struct route_request *req, bool *passthrough,
+                        bool *always_primary)
+{
+    *passthrough = *always_primary = false;
+    if (!rules->n_passthrough && !rules->n_always_primary)
+        return;
+    char buf[ROUTE_PATH_MAX];
+    size_t len;
+    const char *path = route_path_normalize(req->path, req->path_len, buf, sizeof(buf), &len);
+    if (!path) {
+        /* longer than the proxy lets through (414): not passthrough, and to the primary */
+        *always_primary = rules->n_always_primary > 0;
+        return;
+    }
+    const char *rest;
+    size_t rest_len;
+    bool two = network_path(req->path, req->path_len, &rest, &rest_len);
+    *passthrough = !two && globs_match(rules->passthrough, rules->n_passthrough, req, path, len);
+    if (*passthrough)
+        return;
+    *always_primary = globs_match(rules->always_primary, rules->n_always_primary, req, path, len);
+    if (!*always_primary && two) {
+        path = route_path_normalize(rest, rest_len, buf, sizeof(buf), &len);
+        *always_primary = path && globs_match(rules->always_primary, rules->n_always_primary, req, path, len);
+    }
 }
 
 static bool method_is_read(const char *m, size_t len)
@@ -140,12 +298,13 @@ struct route_decision route_decide(const struct route_rules *rules, const struct
 {
     struct route_decision d = {ROUTE_LOCAL, false};
 
-    if (globs_match(rules->passthrough, rules->n_passthrough, req)) {
+    bool passthrough, always_primary;
+    match_globs(rules, req, &passthrough, &always_primary);
+    if (passthrough) {
         d.action = ROUTE_PASSTHROUGH;
         return d;
     }
-    d.is_write = globs_match(rules->always_primary, rules->n_always_primary, req) ||
-                 !method_is_read(req->method, req->method_len);
+    d.is_write = always_primary || !method_is_read(req->method, req->method_len);
 
     /* A forwarded request is only ever for the primary's own app (one hop). */
     if (req->from_peer) {

@@ -65,6 +65,26 @@ void route_rules_free(struct route_rules *rules);
 
 bool route_glob_match(const char *pattern, const char *s, size_t len);
 
+/* The longest path route_decide() normalizes; the proxy answers 414 above this much target. */
+#define ROUTE_PATH_MAX (8 * 1024)
+
+/*
+ * The path routing globs are matched against (SPEC §2): the one the app acts on. Apps parse the
+ * request-target as a WHATWG URL (Node, Deno, Remix, Hono, Next, ...), and nginx matches its
+ * locations on a normalized URI, so the raw path is not it: "/build/../write" is "/write".
+ *   - the path ends at a '#' (a fragment to a URL parser; the query is cut off by the caller);
+ *   - '\' is '/' (WHATWG URL, for http and https);
+ *   - %XX of an unreserved character is decoded (RFC 3986 §2.3, §6.2.2.2: "%2e" is ".",
+ *     "%61" is "a"); no other: "%2f" stays, it is not a separator to a URL parser either;
+ *   - runs of '/' are one '/' (nginx merge_slashes);
+ *   - "." and ".." segments are resolved (RFC 3986 §5.2.4), never above the root.
+ * Only a path that starts with '/' (or '\') is normalized; "*" and the like are left as they are.
+ * Returns `path` itself when nothing changes but the length (no copy: the common case), else
+ * `buf` holding the normalized path; *out_len is its length. The result is never longer than
+ * the input: cap >= len always suffices. NULL when it does not fit in cap.
+ */
+const char *route_path_normalize(const char *path, size_t len, char *buf, size_t cap, size_t *out_len);
+
 /* The fence's clock: CLOCK_BOOTTIME in ms, as consul/ times the fence deadline (it counts the time a
  * suspended machine slept; CLOCK_MONOTONIC does not). */
 int64_t route_fence_now_ms(void);

@@ -103,8 +103,32 @@ static void durations(const char *s)
     FUZZ_CHECK(consul_duration_ms(s) >= -1, "consul duration");
 }
 
+/*
+ * route_path_normalize: never longer, a path stays a path, and a second pass changes nothing
+ * when no '%' is left (with one, it may: "%%32e" is "%2e" after one decoding, and no more).
+ */
+static void path_normalize(const char *path)
+{
+    static char buf[ROUTE_PATH_MAX], again[ROUTE_PATH_MAX], copy[ROUTE_PATH_MAX];
+    size_t len = strlen(path), n, n2;
+    const char *out = route_path_normalize(path, len, buf, sizeof(buf), &n);
+    if (!out) {
+        FUZZ_CHECK(len > sizeof(buf), "refused a path that fits");
+        return;
+    }
+    FUZZ_CHECK(n <= len, "normalized path longer than the input");
+    if (len && (path[0] == '/' || path[0] == '\\'))
+        FUZZ_CHECK(n >= 1 && out[0] == '/', "a path lost its leading '/'");
+    if (memchr(out, '%', n))
+        return;
+    memcpy(copy, out, n);
+    const char *out2 = route_path_normalize(copy, n, again, sizeof(again), &n2);
+    FUZZ_CHECK(out2 && n2 == n && memcmp(out2, copy, n) == 0, "not idempotent: %.*s", (int)n, copy);
+}
+
 static void globs(const char *spec, const char *path)
 {
+    path_normalize(path);
     struct route_rules rules = {0};
     const char *err = NULL;
     if (route_rules_add_glob(&rules, spec[0] & 1, spec, &err) == 0) {

@@ -192,3 +192,157 @@ Test(route, bad_globs_are_rejected)
     cr_expect_str_eq(r.passthrough[0].pattern, "/x/*");
     route_rules_free(&r);
 }
+
+/* route_path_normalize: what the app acts on (WHATWG URL, RFC 3986 §5.2.4), globs match that */
+static const struct {
+    const char *in, *want;
+} norm_table[] = {
+    /* nothing to do: returned as is (see path_normalize_copies_only_when_needed) */
+    {"/", "/"},
+    {"/build/app.js", "/build/app.js"},
+    {"/a/.b/..c/c../.../x.", "/a/.b/..c/c../.../x."},
+    {"*", "*"},
+    {"", ""},
+    /* dot-segments */
+    {"/build/../write", "/write"},
+    {"/build/./x", "/build/x"},
+    {"/a/b/../../c", "/c"},
+    {"/../../x", "/x"},
+    {"/..", "/"},
+    {"/.", "/"},
+    {"/a/..", "/"},
+    {"/a/.", "/a/"},
+    {"/a/b/..", "/a/"},
+    {"/a/b/../", "/a/"},
+    {"/a/./b/./", "/a/b/"},
+    /* percent-encoded unreserved characters are decoded, any case; nothing else is */
+    {"/build/%2e%2e/write", "/write"},
+    {"/build/%2E%2E/write", "/write"},
+    {"/build/.%2e/write", "/write"},
+    {"/build/%2e./write", "/write"},
+    {"/build/%2e/x", "/build/x"},
+    {"/%61uth/x%7e%5f%2d%30", "/auth/x~_-0"},
+    {"/build/..%2fwrite", "/build/..%2fwrite"},
+    {"/build/%2e%2e%2Fwrite", "/build/..%2Fwrite"},
+    {"/a%20b/%25/%", "/a%20b/%25/%"},
+    {"/a/%2", "/a/%2"},
+    {"/a/%zz/%2e", "/a/%zz/"},
+    {"/%252e%252e/x", "/%252e%252e/x"}, /* decoded once only */
+    {"/%%32e/x", "/%2e/x"},
+    /* backslash is a separator */
+    {"/build\\..\\write", "/write"},
+    {"/build/..\\write", "/write"},
+    {"\\build\\x", "/build/x"},
+    /* slashes merged (nginx merge_slashes), before dot-segments */
+    {"/build//..//write", "/write"},
+    {"//a///b//", "/a/b/"},
+    {"/a/.//../b", "/b"},
+    /* a fragment ends the path */
+    {"/write#/../build/x", "/write"},
+    {"/build/../x#y", "/x"},
+    {"#", ""},
+    /* not a path: left alone */
+    {"*/../x", "*/../x"},
+};
+
+Test(route, path_normalize)
+{
+    char buf[ROUTE_PATH_MAX];
+    for (size_t i = 0; i < sizeof(norm_table) / sizeof(norm_table[0]); i++) {
+        const char *in = norm_table[i].in, *want = norm_table[i].want;
+        size_t len = 12345;
+        const char *got = route_path_normalize(in, strlen(in), buf, sizeof(buf), &len);
+        cr_assert_not_null(got, "%s", in);
+        cr_expect(len == strlen(want) && memcmp(got, want, len) == 0, "%s: got \"%.*s\", want \"%s\"", in,
+                  (int)len, got, want);
+        /* without a '%' left (one decoding only: "%%32e" is "%2e"), a second pass changes nothing */
+        if (memchr(got, '%', len))
+            continue;
+        char again_buf[ROUTE_PATH_MAX];
+        char copy[ROUTE_PATH_MAX];
+        memcpy(copy, got, len);
+        size_t len2;
+        const char *again = route_path_normalize(copy, len, again_buf, sizeof(again_buf), &len2);
+        cr_expect(len2 == len && memcmp(again, copy, len) == 0, "%s: normalizing \"%.*s\" again changed it",
+                  in, (int)len, got);
+        cr_expect(again == copy, "%s: \"%.*s\" copied again", in, (int)len, got);
+    }
+}
+
+Test(route, path_normalize_copies_only_when_needed)
+{
+    char buf[16];
+    size_t len;
+    const char *plain = "/build/app.js?v=1";
+    cr_expect_eq(route_path_normalize(plain, 13, buf, sizeof(buf), &len), plain, "no copy for a plain path");
+    cr_expect_eq(len, 13);
+    const char *frag = "/write#x";
+    cr_expect_eq(route_path_normalize(frag, 8, buf, sizeof(buf), &len), frag, "a fragment only shortens it");
+    cr_expect_eq(len, 6);
+    cr_expect_eq(route_path_normalize("/a/../b", 7, buf, sizeof(buf), &len), buf);
+    cr_expect_eq(len, 2);
+    /* no room: NULL, and never a write past cap */
+    cr_expect_null(route_path_normalize("/aaaaaaaaaaaaaaaaaaaa/../b", 26, buf, sizeof(buf), &len));
+    char big[ROUTE_PATH_MAX];
+    memset(big, 'a', sizeof(big));
+    big[0] = '/';
+    memcpy(big + sizeof(big) - 3, "/..", 3);
+    char out[ROUTE_PATH_MAX];
+    cr_expect_eq(route_path_normalize(big, sizeof(big), out, sizeof(out), &len), out, "8 KiB fits");
+    cr_expect_eq(len, 1);
+}
+
+/* the globs of deploy/fly-leaseway.yml and SPEC's example, against what the app acts on */
+Test(route, globs_match_the_normalized_path)
+{
+    struct cluster_snapshot s = snap(R, OPEN, true);
+    /* passthrough "/static/<any>": a write that leaves /static/ is a write */
+    cr_expect_eq(decide("POST", "/static/../write", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("POST", "/static/%2e%2e/write", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("POST", "/static//..//write", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("POST", "/static/..\\write", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("POST", "/static\\..\\write", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("POST", "/static/./x", &s, false, false).action, ROUTE_PASSTHROUGH);
+    cr_expect_eq(decide("POST", "/write/../static/x", &s, false, false).action, ROUTE_PASSTHROUGH);
+    cr_expect_eq(decide("GET", "/healthz/.", &s, false, false).action, ROUTE_LOCAL,
+                 "/healthz/ is not /healthz");
+    cr_expect_eq(decide("GET", "/x/../healthz", &s, false, false).action, ROUTE_PASSTHROUGH);
+    cr_expect_eq(decide("POST", "/static/..%2fwrite", &s, false, false).action, ROUTE_PASSTHROUGH,
+                 "%%2f is not a separator");
+    cr_expect_eq(decide("POST", "/write#/../static/x", &s, false, false).action, ROUTE_FORWARD);
+    /* always-primary "GET /auth/<any>/callback" */
+    cr_expect_eq(decide("GET", "/x/../auth/gh/callback", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("GET", "/auth/gh/./callback", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("GET", "/%61uth/gh/callback", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("GET", "/auth\\gh\\callback", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("GET", "/auth/gh/callback/..", &s, false, false).action, ROUTE_LOCAL);
+}
+
+/* "//host/path" is a host and a path to new URL(req.url, base): both readings count */
+Test(route, network_path_has_two_readings)
+{
+    struct cluster_snapshot s = snap(R, OPEN, true);
+    cr_expect_eq(decide("POST", "//static/write", &s, false, false).action, ROUTE_FORWARD,
+                 "never passthrough");
+    cr_expect_eq(decide("GET", "//static/x", &s, false, false).action, ROUTE_LOCAL);
+    cr_expect_eq(decide("GET", "\\\\static/x", &s, false, false).action, ROUTE_LOCAL);
+    cr_expect_eq(decide("GET", "//x/auth/gh/callback", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("GET", "/\\x\\auth\\gh\\callback", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("GET", "//auth/gh/callback", &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("GET", "//x/y/auth/gh/callback", &s, false, false).action, ROUTE_LOCAL);
+    cr_expect_eq(decide("GET", "//x#/auth/gh/callback", &s, false, false).action, ROUTE_LOCAL);
+}
+
+/* a path longer than ROUTE_PATH_MAX that needs normalizing: not passthrough, always-primary */
+Test(route, overlong_path_goes_to_the_primary)
+{
+    struct cluster_snapshot s = snap(R, OPEN, true);
+    static char path[ROUTE_PATH_MAX + 16];
+    memset(path, 'a', sizeof(path) - 1);
+    memcpy(path, "/static/", 8);
+    memcpy(path + sizeof(path) - 5, "/../", 4);
+    cr_expect_eq(decide("POST", path, &s, false, false).action, ROUTE_FORWARD);
+    cr_expect_eq(decide("GET", path, &s, false, false).action, ROUTE_FORWARD);
+    path[sizeof(path) - 4] = 'a'; /* no dot-segment left: matched as it is */
+    cr_expect_eq(decide("POST", path, &s, false, false).action, ROUTE_PASSTHROUGH);
+}
