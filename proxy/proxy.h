@@ -123,6 +123,13 @@ struct upstream_target {
     bool tls;
     struct upstream *pool; /* idle connections (LIFO) */
     size_t npool;
+    /*
+     * The app was seen closing kept-alive connections right after their response (without
+     * "Connection: close"): a request that may not be sent twice goes on a new connection,
+     * never one the app may close under it. Cleared once a pooled connection is reused, or
+     * stays open for PROXY_POOL_IDLE_MS.
+     */
+    bool closes_conns;
     int64_t last_used_ms;
 };
 
@@ -210,6 +217,7 @@ struct upstream {
     unsigned handshaking : 1; /* TLS handshake under way */
     unsigned reused : 1;
     unsigned got_bytes : 1;    /* any response byte received for this exchange */
+    unsigned wrote : 1;        /* any request byte of this exchange written to the socket */
     unsigned read_blocked : 1; /* backpressure from the client */
     unsigned timer_paused : 1; /* TL_UPSTREAM stopped while read-blocked by the client */
     unsigned final_seen : 1;   /* a non-1xx response head was seen */
@@ -217,7 +225,7 @@ struct upstream {
     unsigned shut_wr : 1; /* the client's FIN was passed on (tunnel) */
     unsigned dead : 1;
     unsigned pooled : 1;
-    unsigned rdhup : 1;
+    unsigned rdhup : 1;        /* the app's FIN was signalled: never pooled again */
     unsigned discard : 1;      /* this response is not for the client (421, gate-closed from a peer) */
     unsigned flush_queued : 1; /* in the worker's flush queue (sent at the end of the loop pass) */
 };

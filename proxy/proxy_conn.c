@@ -1196,7 +1196,10 @@ static int dispatch(struct client *c)
     }
     if (c->route == ROUTE_FORWARD)
         c->sent_to = w->snap.primary_known ? id_hash(w->snap.primary_id) : 0;
-    struct upstream *u = upstream_acquire(w, t, c->fresh_conn);
+    /* a request that may not be sent twice takes no pooled connection the app is likely to close */
+    bool fresh = c->fresh_conn ||
+                 (t->closes_conns && (c->req_framing != BODY_NONE || !method_is_safe(c->parser.method)));
+    struct upstream *u = upstream_acquire(w, t, fresh);
     if (!u) {
         if (errno == ECONNREFUSED && connect_retry(c, t))
             return 0;
@@ -1229,8 +1232,12 @@ static int dispatch(struct client *c)
         if (c->req_framing != BODY_NONE && c->timer.list != TL_SEND)
             proxy_timer_set(w, &c->timer, TL_SEND);
     }
-    /* a request without a body is whole once its head is (on_message_complete follows at once) */
-    if ((c->req_done || c->req_framing == BODY_NONE) && !c->upgrade_req)
+    /*
+     * The head, and the body bytes that came with it, go at the end of the loop pass: in one
+     * send, and after this pass's events, so that a pooled connection's FIN among them is seen
+     * while nothing of the request was written yet (resend_unsent). An upgrade goes at once.
+     */
+    if (!c->upgrade_req)
         upstream_flush_soon(u);
     else
         upstream_flush(u);
@@ -1395,7 +1402,7 @@ static struct upstream *upstream_acquire(struct proxy_worker *w, struct upstream
         pool_remove(u);
         proxy_timer_clear(&u->timer);
         u->reused = 1;
-        u->got_bytes = u->final_seen = u->discard = u->timer_paused = u->shut_wr = 0;
+        u->got_bytes = u->wrote = u->final_seen = u->discard = u->timer_paused = u->shut_wr = 0;
         llhttp_init(&u->parser, HTTP_RESPONSE, &resp_settings);
         u->parser.data = u;
         return u;
@@ -1429,19 +1436,28 @@ void proxy_upstream_close(struct upstream *u)
     proxy_free_later(u->w, u);
 }
 
-/* Put a finished upstream connection back in the pool, or close it. */
+/*
+ * Put a finished upstream connection back in the pool, or close it. One whose FIN already
+ * came (often in the same event as the response: an app may close after any response without
+ * saying "Connection: close", RFC 9112 §9.6) is closed: its next event never comes, and a
+ * request queued on it would meet the EOF instead of the app.
+ */
 static void upstream_release(struct upstream *u, bool reusable)
 {
     struct proxy_worker *w = u->w;
     u->c = NULL;
     head_put(w, u->head);
     u->head = NULL;
-    if (!reusable || w->draining || u->tunnel || evbuffer_get_length(u->out) > 0 ||
-        !llhttp_should_keep_alive(&u->parser)) {
+    struct upstream_target *t = u->target;
+    bool keepalive = reusable && llhttp_should_keep_alive(&u->parser);
+    if (keepalive && u->rdhup)
+        t->closes_conns = true; /* it said keep-alive and closed: it closes them all (upstream_target) */
+    else if (keepalive && u->reused)
+        t->closes_conns = false; /* a second exchange on one connection: it keeps them */
+    if (!keepalive || w->draining || u->tunnel || u->rdhup || evbuffer_get_length(u->out) > 0) {
         proxy_upstream_close(u);
         return;
     }
-    struct upstream_target *t = u->target;
     u->pooled = 1;
     u->pool_prev = NULL;
     u->pool_next = t->pool;
@@ -1452,6 +1468,36 @@ static void upstream_release(struct upstream *u, bool reusable)
     proxy_timer_set(w, &u->timer, TL_POOL);
 }
 
+/*
+ * The connection ended (EOF, reset, a failed send) while not a byte of the request had been
+ * written to it: the request is all still in u->out, body bytes read so far included, and the
+ * app never saw it, whatever its method. It moves as it is to a new connection, once per
+ * request (fresh_conn). True when it did; u is closed then. A connect that failed is not
+ * handled here (connect_retry() and the hold are).
+ */
+static bool resend_unsent(struct upstream *u)
+{
+    struct client *c = u->c;
+    if (u->wrote || u->got_bytes || u->tunnel || u->connecting || u->handshaking || c->fresh_conn ||
+        c->resp_started || c->state == CS_CLOSING || evbuffer_get_length(u->out) == 0)
+        return false;
+    struct upstream *nu = upstream_new(u->w, u->target);
+    if (!nu)
+        return false;
+    if (evbuffer_add_buffer(nu->out, u->out) < 0) {
+        proxy_upstream_close(nu);
+        return false;
+    }
+    proxy_log_debug("upstream closed before the request was sent: sending it on a new connection",
+                    "target=%s", u->target->name);
+    c->fresh_conn = 1;
+    proxy_upstream_close(u); /* unbinds c */
+    c->up = nu;
+    nu->c = c;
+    upstream_flush_soon(nu); /* goes once connected */
+    return true;
+}
+
 /* The app failed us before or during the response. */
 static void upstream_fail(struct upstream *u, const char *why)
 {
@@ -1460,8 +1506,12 @@ static void upstream_fail(struct upstream *u, const char *why)
     bool never_sent = u->connecting || u->handshaking;
     bool refused = u->refused; /* set only by a failed connect */
     bool stale = u->reused && !u->got_bytes;
-    const struct upstream_target *t = u->target;
+    struct upstream_target *t = u->target;
     proxy_metrics_add(&u->w->metrics.upstream_errors, 1);
+    if (stale && why == err_upstream_reset)
+        t->closes_conns = true; /* the app closed a kept-alive connection as it was reused */
+    if (c && !c->dead && why == err_upstream_reset && resend_unsent(u))
+        return;
     proxy_upstream_close(u);
     if (!c || c->dead)
         return;
@@ -1590,6 +1640,14 @@ static void upstream_flush(struct upstream *u)
 {
     if (!upstream_may_send(u))
         return;
+    if (u->rdhup && !u->wrote && !u->tunnel && evbuffer_get_length(u->out) > 0) {
+        /*
+         * The app's FIN came before a byte of this request was written (the EPOLLOUT that comes
+         * with it must not send it now): it would never be answered here. A new connection.
+         */
+        upstream_fail(u, err_upstream_reset);
+        return;
+    }
     while (evbuffer_get_length(u->out) > 0) {
         int n = up_write(u);
         if (n < 0) {
@@ -1601,6 +1659,7 @@ static void upstream_flush(struct upstream *u)
             upstream_fail(u, u->connecting ? err_upstream_connect : err_upstream_reset);
             return;
         }
+        u->wrote = 1;
     }
     struct client *c = u->c;
     if (!c)
@@ -1621,8 +1680,13 @@ static void upstream_event(evutil_socket_t fd, short what, void *arg)
         return;
     if (u->pooled) {
         /* an idle pooled connection spoke: EOF or junk, either way it is done */
-        if (what & (EV_READ | EV_CLOSED))
+        if (what & (EV_READ | EV_CLOSED)) {
+            /* closed soon after its response, not after an idle timeout of the app's */
+            int64_t idle_ms = u->w->tl[TL_POOL].timeout_ms;
+            if (proxy_now_ms() - (u->timer.deadline_ms - idle_ms) < idle_ms / 2)
+                u->target->closes_conns = true;
             proxy_upstream_close(u);
+        }
         return;
     }
     if (u->connecting && (what & (EV_WRITE | EV_READ))) {
@@ -2080,14 +2144,20 @@ static void upstream_flush_soon(struct upstream *u)
 static void send_batch(struct proxy_worker *w)
 {
     struct proxy_send items[PROXY_SEND_BATCH];
+    struct upstream *ups[PROXY_SEND_BATCH]; /* the upstream of each item (NULL: a client) */
+    size_t lens[PROXY_SEND_BATCH];          /* its bytes before the send */
     size_t n = 0;
     for (size_t i = 0; i < w->nflushq && n < PROXY_SEND_BATCH; i++) {
         struct client *c = w->flushq[i].c;
         struct upstream *u = w->flushq[i].u;
-        if (c && !c->dead && c->out && evbuffer_get_length(c->out))
+        if (c && !c->dead && c->out && evbuffer_get_length(c->out)) {
+            ups[n] = NULL;
             items[n++] = (struct proxy_send){.fd = c->fd, .buf = c->out};
-        else if (u && upstream_may_send(u) && !u->ssl && evbuffer_get_length(u->out))
+        } else if (u && upstream_may_send(u) && !u->ssl && !u->rdhup && evbuffer_get_length(u->out)) {
+            ups[n] = u;
+            lens[n] = evbuffer_get_length(u->out);
             items[n++] = (struct proxy_send){.fd = u->fd, .buf = u->out};
+        }
     }
     if (n < 2)
         return; /* one send is one system call either way: the loop below makes it */
@@ -2099,6 +2169,10 @@ static void send_batch(struct proxy_worker *w)
         w->uring = NULL;
         return;
     }
+    /* what reached an app's socket may have reached the app: never sent again (resend_unsent) */
+    for (size_t i = 0; i < n; i++)
+        if (ups[i] && evbuffer_get_length(ups[i]->out) < lens[i])
+            ups[i]->wrote = 1;
     proxy_metrics_batch(&w->metrics, (size_t)sent);
 }
 
@@ -2181,6 +2255,7 @@ void proxy_timer_expired(struct tnode *t)
     }
     case TL_POOL: {
         struct upstream *u = (struct upstream *)((char *)t - offsetof(struct upstream, timer));
+        u->target->closes_conns = false; /* the app kept it open all this time */
         proxy_upstream_close(u);
         break;
     }
