@@ -533,6 +533,9 @@ static int load_env(struct proxy_config *cfg)
 {
     char name[96];
     for (size_t i = 0; i < N_OPTS; i++) {
+        /* LEASEWAY_CONFIG was read before (proxy_config_load()), only when --config was not given */
+        if (opts[i].off == O(config_file))
+            continue;
         env_name(&opts[i], name, sizeof(name));
         const char *v = getenv(name);
         if (!v || (opts[i].type != OPT_STR && !*v))

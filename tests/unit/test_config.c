@@ -458,3 +458,33 @@ Test(config, listen_and_admin_with_a_scheme_are_refused, .init = cr_redirect_std
     cr_expect_eq(load(&cfg, 6, fine), 0);
     proxy_config_free(&cfg);
 }
+
+/*
+ * LEASEWAY_CONFIG beat --config (load_env overwrote the flag's file), and an empty LEASEWAY_CONFIG=
+ * made --config FILE fail: flag > environment, and an empty variable is unset.
+ */
+Test(config, config_flag_beats_leaseway_config, .init = cr_redirect_stderr)
+{
+    char env_path[] = "/tmp/leaseway-cfg-XXXXXX", flag_path[] = "/tmp/leaseway-cfg-XXXXXX";
+    write_yaml(env_path, "target: 127.0.0.1:3001\nregion: from-env-file\n");
+    write_yaml(flag_path, "target: 127.0.0.1:3002\nregion: from-flag-file\n");
+    struct proxy_config cfg;
+    const char *argv[] = {"--config", flag_path};
+    setenv("LEASEWAY_CONFIG", env_path, 1);
+    cr_expect_eq(load(&cfg, 2, argv), 0);
+    cr_expect_str_eq(cfg.region, "from-flag-file");
+    proxy_config_free(&cfg);
+    cr_expect_eq(load(&cfg, 0, argv), 0);
+    cr_expect_str_eq(cfg.region, "from-env-file", "without --config, LEASEWAY_CONFIG is read");
+    proxy_config_free(&cfg);
+    setenv("LEASEWAY_CONFIG", "", 1);
+    cr_expect_eq(load(&cfg, 2, argv), 0);
+    cr_expect_str_eq(cfg.region, "from-flag-file");
+    proxy_config_free(&cfg);
+    const char *target[] = {"--target", "127.0.0.1:3000"};
+    cr_expect_eq(load(&cfg, 2, target), 0, "an empty LEASEWAY_CONFIG= is no file");
+    proxy_config_free(&cfg);
+    unsetenv("LEASEWAY_CONFIG");
+    unlink(env_path);
+    unlink(flag_path);
+}
