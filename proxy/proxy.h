@@ -302,6 +302,8 @@ ssize_t proxy_sock_recv(int fd, void *buf, size_t len);
 int proxy_sock_send(struct evbuffer *b, int fd);
 
 /* proxy_worker.c */
+/* 0 when --listen is free, or -1 with errno (EADDRINUSE: another process holds it) */
+__attribute__((warn_unused_result)) int proxy_listen_probe(const struct proxy *px);
 __attribute__((warn_unused_result)) int proxy_workers_start(struct proxy *px);
 void proxy_workers_drain(struct proxy *px);  /* stop accepting, finish in-flight */
 void proxy_workers_stop(struct proxy *px);   /* close everything now */

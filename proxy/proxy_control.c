@@ -615,6 +615,10 @@ int proxy_run(int argc, char **argv)
     }
     publish(ctl);
 
+    if (proxy_listen_probe(&ctl->px) < 0) {
+        fprintf(stderr, "leaseway: cannot listen on --listen %s: %s\n", ctl->cfg.listen, strerror(errno));
+        goto out_base;
+    }
     if (proxy_workers_start(&ctl->px) < 0) {
         fprintf(stderr, "leaseway: cannot start workers on %s: %s\n", ctl->cfg.listen, strerror(errno));
         goto out_base;

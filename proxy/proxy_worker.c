@@ -245,6 +245,26 @@ static int open_listener(struct proxy *px)
     return fd;
 }
 
+/*
+ * The workers' sockets share --listen through SO_REUSEPORT, which would also let them share it
+ * with any other process that set it (a second leaseway, silently taking half the traffic). A
+ * socket without SO_REUSEPORT cannot bind while anyone holds the address: EADDRINUSE, as nginx
+ * says. Closed again before the workers bind theirs.
+ */
+int proxy_listen_probe(const struct proxy *px)
+{
+    int fd = socket(px->listen_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* connections in TIME_WAIT are no one */
+    int rc = bind(fd, (const struct sockaddr *)&px->listen_addr, px->listen_len);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc < 0 ? -1 : 0;
+}
+
 static void stop_listening(struct proxy_worker *w)
 {
     if (w->listen_fd < 0)
