@@ -68,6 +68,12 @@ int health_http_parse_url(const char *url, char *host, size_t hsize, int *port, 
         }
         *port = (int)v;
     }
+    for (const char *c = rest; *c; c++)
+        if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e) {
+            /* it goes into the request line as it is: a space or CR/LF would split it */
+            *why = "expected a URL of visible ASCII without spaces (percent-encode the rest)";
+            return -1;
+        }
     if (*rest == '#')
         rest = "";
     int n = snprintf(path, psize, "%s%.*s", *rest == '/' ? "" : "/", (int)strcspn(rest, "#"), rest);

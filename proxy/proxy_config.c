@@ -664,6 +664,39 @@ static bool advertise_ok(const char *s)
 }
 
 /*
+ * A request-target as leaseway sends it (GET <path> HTTP/1.1): visible ASCII, no space. A space, CR,
+ * LF or other control byte would split the request line or add header lines; anything else is
+ * percent-encoded by whoever writes the value.
+ */
+static bool target_ok(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
+/* s for a message: control bytes, '"' and '\\' escaped as in YAML, so a bad value cannot drive the terminal
+ */
+static const char *shown(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (; *s && n + 5 < size; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\r' || c == '\n' || c == '\t' || c == '"' || c == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = c == '\r' ? 'r' : c == '\n' ? 'n' : c == '\t' ? 't' : (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", c);
+        } else {
+            buf[n++] = (char)c;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/*
  * The checks of one option's value on its own (cross-field ones are in finish()), for the
  * effective value and for a file's value that the environment or a flag overrides. `what`
  * starts the message: "--writes" or "leaseway.yml:4: writes". Returns 0 or -1 after err().
@@ -765,6 +798,23 @@ static int check_opt(const struct proxy_config *cfg, size_t i, const char *what)
             return -1;
         }
         break;
+    case O(upstream_health):
+        if (s && *s && (s[0] != '/' || !target_ok(s))) {
+            char b[1024];
+            err("%s \"%s\": expected a path starting with /, of visible ASCII without spaces (percent-encode "
+                "the rest), e.g. /healthz",
+                what, shown(s, b, sizeof(b)));
+            return -1;
+        }
+        break;
+    case O(migrations):
+        if (s && !strncmp(s, "http:", 5) && !target_ok(s + 5 + strspn(s + 5, " "))) {
+            char b[1024];
+            err("%s \"%s\": expected an http: URL of visible ASCII without spaces (percent-encode the rest)",
+                what, shown(s, b, sizeof(b)));
+            return -1;
+        }
+        break;
     case O(header_timeout_ms):
     case O(idle_timeout_ms):
     case O(connect_timeout_ms):
@@ -842,8 +892,12 @@ static int finish(struct proxy_config *cfg)
         return -1;
     }
     for (size_t i = 0; i < N_OPTS; i++) {
+        /* a value from the file was checked with its file:line already (yaml_set()) */
         char what[96];
-        snprintf(what, sizeof(what), "--%s", opts[i].name);
+        if (cfg->source[i] == SRC_ENV)
+            env_name(&opts[i], what, sizeof(what));
+        else
+            snprintf(what, sizeof(what), "--%s", opts[i].name);
         if (check_opt(cfg, i, what) < 0)
             return -1;
     }

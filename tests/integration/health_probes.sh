@@ -242,5 +242,9 @@ bad "unknown probe kind" 'unknown probe "flyway"' --migrations "flyway:/x"
 bad "empty command" "expected command:<shell command>" --migrations "command:"
 bad "https probe" "https is not supported" --migrations "http:https://example.com/m"
 bad "upstream-health not a path" "expected a path starting with /" --upstream-health healthz
+# pasted into the request line as they are: a space, CR or LF would split it or add header lines
+bad "upstream-health with a space" "visible ASCII without spaces" --upstream-health "/health check"
+bad "upstream-health with CR LF" "visible ASCII without spaces" --upstream-health $'/h HTTP/1.1\r\nX-Injected: 1'
+bad "http probe URL with a space" "visible ASCII without spaces" --migrations "http:http://127.0.0.1:1/m x"
 
 finish

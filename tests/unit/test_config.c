@@ -488,3 +488,65 @@ Test(config, config_flag_beats_leaseway_config, .init = cr_redirect_stderr)
     unlink(env_path);
     unlink(flag_path);
 }
+
+/*
+ * --upstream-health and the http: migrations probe's URL go into a request line as they are: a
+ * space, CR, LF or other control byte split it (header injection from "\r\n" in the file). Refused
+ * where the value came from.
+ */
+Test(config, health_paths_are_request_target_safe, .init = cr_redirect_stderr)
+{
+    struct proxy_config cfg;
+    const char *bad[] = {"/health check", "/h\r\nX-Injected: 1", "/h\n", "/h\t", "/h\x7f",
+                         "/h\x01",        "/caf\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *argv[] = {"--target", "127.0.0.1:3000", "--upstream-health", bad[i]};
+        cr_expect_eq(load(&cfg, 4, argv), -1, "--upstream-health \"%s\" taken", bad[i]);
+        proxy_config_free(&cfg);
+        char mig[64];
+        snprintf(mig, sizeof(mig), "http:http://127.0.0.1:3000%s", bad[i]);
+        const char *argv2[] = {"--target", "127.0.0.1:3000", "--migrations", mig};
+        cr_expect_eq(load(&cfg, 4, argv2), -1, "--migrations \"%s\" taken", mig);
+        proxy_config_free(&cfg);
+    }
+    const char *good[] = {"--target",          "127.0.0.1:3000",
+                          "--upstream-health", "/health%20check?full=1",
+                          "--migrations",      "http:http://127.0.0.1:3000/migrations?x=%22"};
+    cr_expect_eq(load(&cfg, 6, good), 0);
+    proxy_config_free(&cfg);
+    const char *no_slash[] = {"--target", "127.0.0.1:3000", "--upstream-health", "health"};
+    cr_expect_eq(load(&cfg, 4, no_slash), -1);
+    proxy_config_free(&cfg);
+}
+
+Test(config, health_path_message_names_the_flag, .init = cr_redirect_stderr)
+{
+    struct proxy_config cfg;
+    const char *argv[] = {"--target", "127.0.0.1:3000", "--upstream-health", "/health check"};
+    cr_expect_eq(load(&cfg, 4, argv), -1);
+    proxy_config_free(&cfg);
+    fflush(stderr);
+    cr_expect_stderr_eq_str("leaseway: --upstream-health \"/health check\": expected a path starting with /, "
+                            "of visible ASCII without spaces (percent-encode the rest), e.g. /healthz\n");
+}
+
+Test(config, health_path_message_names_the_file_line, .init = cr_redirect_stderr)
+{
+    expect_yaml_error(
+        "target: 127.0.0.1:3000\nupstream-health: \"/h HTTP/1.1\\r\\nX-Injected: 1\"\n",
+        "2: upstream-health \"/h HTTP/1.1\\r\\nX-Injected: 1\": expected a path starting with /, "
+        "of visible ASCII without spaces (percent-encode the rest), e.g. /healthz");
+}
+
+Test(config, migrations_url_message_names_the_variable, .init = cr_redirect_stderr)
+{
+    setenv("LEASEWAY_MIGRATIONS", "http:http://127.0.0.1:3000/m x", 1);
+    struct proxy_config cfg;
+    const char *argv[] = {"--target", "127.0.0.1:3000"};
+    cr_expect_eq(load(&cfg, 2, argv), -1);
+    proxy_config_free(&cfg);
+    unsetenv("LEASEWAY_MIGRATIONS");
+    fflush(stderr);
+    cr_expect_stderr_eq_str("leaseway: LEASEWAY_MIGRATIONS \"http:http://127.0.0.1:3000/m x\": expected an "
+                            "http: URL of visible ASCII without spaces (percent-encode the rest)\n");
+}
