@@ -434,12 +434,19 @@ static void handle_metrics(struct evhttp_request *req, struct proxy_admin *a)
     char le[METRICS_BUCKETS][16];
     for (int k = 0; k < METRICS_BUCKETS; k++)
         snprintf(le[k], sizeof(le[k]), "%g", proxy_metrics_bounds[k]);
-    histogram_buckets(b, px, "leaseway_request_duration_seconds", offsetof(struct proxy_metrics, bucket),
-                      METRICS_BUCKETS, le);
-    evbuffer_add_printf(b, "leaseway_request_duration_seconds_sum %.6f\n",
-                        (double)worker_sum(px, offsetof(struct proxy_metrics, duration_sum_us)) / 1e6);
-    evbuffer_add_printf(b, "leaseway_request_duration_seconds_count %llu\n",
-                        (unsigned long long)worker_sum(px, offsetof(struct proxy_metrics, duration_count)));
+    /*
+     * _count is the +Inf bucket itself: a second read of the workers' counters disagreed with
+     * the first under load, and the exposition format says they MUST be identical. _sum is read
+     * just before the buckets (a worker adds to its bucket first), so it never counts a request
+     * the buckets do not have.
+     */
+    uint64_t sum_us = 0;
+    for (size_t i = 0; i < px->nworkers; i++)
+        sum_us += proxy_metrics_read(&px->workers[i].metrics.duration_sum_us);
+    uint64_t count = histogram_buckets(b, px, "leaseway_request_duration_seconds",
+                                       offsetof(struct proxy_metrics, bucket), METRICS_BUCKETS, le);
+    evbuffer_add_printf(b, "leaseway_request_duration_seconds_sum %.6f\n", (double)sum_us / 1e6);
+    evbuffer_add_printf(b, "leaseway_request_duration_seconds_count %llu\n", (unsigned long long)count);
 
     metric_header(b, "leaseway_connections", "gauge", "Open client connections.");
     evbuffer_add_printf(b, "leaseway_connections %llu\n",

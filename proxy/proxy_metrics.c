@@ -17,7 +17,6 @@ void proxy_metrics_request(struct proxy_metrics *m, enum route_action route, int
         b++;
     proxy_metrics_add(&m->bucket[b], 1);
     proxy_metrics_add(&m->duration_sum_us, dur_ns / 1000);
-    proxy_metrics_add(&m->duration_count, 1);
 }
 
 void proxy_metrics_batch(struct proxy_metrics *m, size_t sends)

@@ -17,9 +17,8 @@
 struct proxy_metrics {
     uint64_t requests[ROUTE_ACTION_COUNT][METRICS_CODES];
     uint64_t bucket[METRICS_BUCKETS]; /* cumulative at render time, per-bucket here */
-    uint64_t duration_sum_us;
-    uint64_t duration_count;
-    uint64_t connections;  /* open client connections (gauge) */
+    uint64_t duration_sum_us;         /* the count is the buckets' total */
+    uint64_t connections;             /* open client connections (gauge) */
     uint64_t idle;         /* of which idle between requests (gauge): draining waits for the others */
     uint64_t local_writes; /* writes routed to the local app as the primary's, not done yet (gauge) */
     uint64_t accepted;     /* client connections accepted (counter) */
