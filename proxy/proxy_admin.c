@@ -555,23 +555,40 @@ static void handle(struct evhttp_request *req, void *arg)
         reply_text(req, a->handoff_cb && !strncmp(msg, "ok", 2) ? 200 : 409, msg);
         return;
     }
-    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+    /* the path first: one that does not exist is 404 whatever the method (RFC 9110 §15.5.5) */
+    enum {
+        P_STATUS,
+        P_HEALTH,
+        P_METRICS,
+        P_CLUSTER,
+        P_PAGE,
+        P_NONE
+    } p = !strcmp(path, "/status")                             ? P_STATUS
+          : !strcmp(path, "/health")                           ? P_HEALTH
+          : !strcmp(path, "/metrics")                          ? P_METRICS
+          : !strcmp(path, "/cluster")                          ? P_CLUSTER
+          : !strcmp(path, "/") || !strcmp(path, "/index.html") ? P_PAGE
+                                                               : P_NONE;
+    bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+    if (p == P_NONE) {
+        if (!get) /* as for a 405: the body of a TRACE is not read, so it must not be read as a request */
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        reply_text(req, 404,
+                   "not found: try / (status page), /status, /cluster, /health, /metrics or POST /handoff");
+        return;
+    }
+    if (!get) {
         reply_405(req, "GET, HEAD", "method not allowed");
         return;
     }
-    if (!strcmp(path, "/status"))
-        handle_status(req, a);
-    else if (!strcmp(path, "/health"))
-        handle_health(req);
-    else if (!strcmp(path, "/metrics"))
-        handle_metrics(req, a);
-    else if (!strcmp(path, "/cluster"))
-        handle_cluster(req, a);
-    else if (!strcmp(path, "/") || !strcmp(path, "/index.html"))
-        handle_page(req);
-    else
-        reply_text(req, 404,
-                   "not found: try / (status page), /status, /cluster, /health, /metrics or POST /handoff");
+    switch (p) {
+    case P_STATUS: handle_status(req, a); break;
+    case P_HEALTH: handle_health(req); break;
+    case P_METRICS: handle_metrics(req, a); break;
+    case P_CLUSTER: handle_cluster(req, a); break;
+    case P_PAGE: handle_page(req); break;
+    case P_NONE: break;
+    }
 }
 
 int proxy_admin_start(struct proxy_admin *a, struct event_base *base, const struct sockaddr *addr,

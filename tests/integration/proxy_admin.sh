@@ -178,6 +178,11 @@ done
 expect_eq "FROBNICATE /metrics: 501, no Allow" "$(status_allow -X FROBNICATE "$LW_ADMIN_URL/metrics")" "501"
 expect_eq "FROBNICATE /handoff: 501, no Allow" "$(status_allow -X FROBNICATE "$LW_ADMIN_URL/handoff")" "501"
 expect_eq "OPTIONS /handoff: 405 with Allow: POST" "$(status_allow -X OPTIONS "$LW_ADMIN_URL/handoff")" "405 POST"
+# RFC 9110 §15.5.5: a path that does not exist is 404 whatever the method (405 claimed it allowed GET)
+for m in POST PUT DELETE OPTIONS PATCH TRACE; do
+    expect_eq "$m /no-such-path: 404, no Allow" "$(status_allow -X "$m" "$LW_ADMIN_URL/no-such-path")" "404"
+done
+expect_eq "POST /metrics/x: 404, no Allow" "$(status_allow -X POST "$LW_ADMIN_URL/metrics/x")" "404"
 expect_eq "OPTIONS /health after: the listener still answers GET" \
     "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$LW_ADMIN_URL/health")" 200
 # libevent does not read the body of a TRACE or an unknown method: after the 405 (501) the connection
@@ -196,6 +201,15 @@ for m in ("TRACE", "FROBNICATE", "PATCH", "OPTIONS", "PUT"):
         want = 501 if m == "FROBNICATE" else 405
         ck.eq("%s /health with a body: %d" % (m, want), r.status, want)
         ck.ok("%s /health with a body: the body is not answered, the connection is closed" % m,
+              not c.buf and c.closed(2.0), "left %r" % c.buf[:80])
+        c.close()
+for m in ("TRACE", "PUT"):
+    with ck.step("%s /nope with a body" % m):
+        c = Client(admin)
+        c.send("%s /nope HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (m, len(inner), inner))
+        r = c.response()
+        ck.eq("%s /nope with a body: 404" % m, r.status, 404)
+        ck.ok("%s /nope with a body: the body is not answered, the connection is closed" % m,
               not c.buf and c.closed(2.0), "left %r" % c.buf[:80])
         c.close()
 ck.done()
