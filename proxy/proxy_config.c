@@ -537,8 +537,9 @@ static int load_env(struct proxy_config *cfg)
         if (opts[i].off == O(config_file))
             continue;
         env_name(&opts[i], name, sizeof(name));
+        /* empty is unset, for every type: compose's LEASEWAY_TARGET=${APP_ADDR} with APP_ADDR unset */
         const char *v = getenv(name);
-        if (!v || (opts[i].type != OPT_STR && !*v))
+        if (!v || !*v)
             continue;
         if (opts[i].type == OPT_LIST) {
             /* comma-separated in the environment */
@@ -971,9 +972,10 @@ void proxy_config_usage(FILE *out)
 {
     char env[96];
     fprintf(out, "Usage: leaseway run [--config FILE] [FLAGS] [-- APP COMMAND...]\n\n"
-                 "Every flag also reads LEASEWAY_<FLAG> from the environment and <flag> from the YAML\n"
-                 "file; precedence is flag > environment > file > default. Booleans take --flag,\n"
-                 "--flag=true|false or --no-flag; durations take Go style 500ms, 5s, 1m.\n\n");
+                 "Every flag also reads LEASEWAY_<FLAG> from the environment (empty counts as unset)\n"
+                 "and <flag> from the YAML file; precedence is flag > environment > file > default.\n"
+                 "Booleans take --flag, --flag=true|false or --no-flag; durations take Go style\n"
+                 "500ms, 5s, 1m.\n\n");
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
         env_name(o, env, sizeof(env));

@@ -550,3 +550,35 @@ Test(config, migrations_url_message_names_the_variable, .init = cr_redirect_stde
     cr_expect_stderr_eq_str("leaseway: LEASEWAY_MIGRATIONS \"http:http://127.0.0.1:3000/m x\": expected an "
                             "http: URL of visible ASCII without spaces (percent-encode the rest)\n");
 }
+
+/*
+ * An empty LEASEWAY_<STRING>= was a value: LEASEWAY_TARGET= (compose's ${UNSET}) wiped the file's
+ * target and LEASEWAY_LEASE_KEY= turned the consul lease on. Empty is unset for every type, as it
+ * already was for booleans and durations.
+ */
+Test(config, empty_env_is_unset, .init = cr_redirect_stderr)
+{
+    char path[] = "/tmp/leaseway-cfg-XXXXXX";
+    write_yaml(path, "target: 127.0.0.1:3001\nhold-timeout: 7s\nwrites: replay\n");
+    const char *names[] = {"LEASEWAY_TARGET",      "LEASEWAY_LEASE_KEY", "LEASEWAY_SERVICE",
+                           "LEASEWAY_WRITES",      "LEASEWAY_LEASE",     "LEASEWAY_HOLD_TIMEOUT",
+                           "LEASEWAY_PASSTHROUGH", "LEASEWAY_WORKERS",   "LEASEWAY_CANDIDATE",
+                           "LEASEWAY_REGION"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        setenv(names[i], "", 1);
+    unsetenv("FLY_APP_NAME");
+    struct proxy_config cfg;
+    const char *argv[] = {"--config", path};
+    cr_assert_eq(load(&cfg, 2, argv), 0);
+    cr_expect_str_eq(cfg.target, "127.0.0.1:3001");
+    cr_expect_eq(cfg.source[2], SRC_FILE);
+    cr_expect_str_eq(cfg.lease, "static");
+    cr_expect_null(cfg.lease_key);
+    cr_expect_str_eq(cfg.service, "leaseway");
+    cr_expect_str_eq(cfg.writes, "replay");
+    cr_expect_eq(cfg.hold_timeout_ms, 7000);
+    proxy_config_free(&cfg);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        unsetenv(names[i]);
+    unlink(path);
+}
