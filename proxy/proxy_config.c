@@ -547,8 +547,11 @@ static int load_env(struct proxy_config *cfg)
             if (!copy)
                 return -1;
             for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                while (*tok == ' ')
+                /* "/a/x , /b": blanks on both sides of a comma are not the item's */
+                while (*tok == ' ' || *tok == '\t')
                     tok++;
+                for (size_t len = strlen(tok); len && (tok[len - 1] == ' ' || tok[len - 1] == '\t'); len--)
+                    tok[len - 1] = '\0';
                 if (*tok && set_value(cfg, i, tok, SRC_ENV, name) < 0) {
                     free(copy);
                     return -1;

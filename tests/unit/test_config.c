@@ -582,3 +582,26 @@ Test(config, empty_env_is_unset, .init = cr_redirect_stderr)
         unsetenv(names[i]);
     unlink(path);
 }
+
+/* "LEASEWAY_PASSTHROUGH=/assets/x , /favicon.ico" kept the space before the comma ("/assets/x ") */
+Test(config, env_list_items_are_trimmed, .init = cr_redirect_stderr)
+{
+    setenv("LEASEWAY_PASSTHROUGH", " /assets/* , /favicon.ico\t,, ", 1);
+    setenv("LEASEWAY_LITEFS_DB", "/litefs/a.db , /litefs/b.db ", 1);
+    struct proxy_config cfg;
+    const char *argv[] = {"--target", "127.0.0.1:3000"};
+    cr_expect_eq(load(&cfg, 2, argv), 0);
+    cr_expect_eq(cfg.passthrough.n, 2);
+    if (cfg.passthrough.n == 2) {
+        cr_expect_str_eq(cfg.passthrough.v[0], "/assets/*");
+        cr_expect_str_eq(cfg.passthrough.v[1], "/favicon.ico");
+    }
+    cr_expect_eq(cfg.litefs_db.n, 2);
+    if (cfg.litefs_db.n == 2) {
+        cr_expect_str_eq(cfg.litefs_db.v[0], "/litefs/a.db");
+        cr_expect_str_eq(cfg.litefs_db.v[1], "/litefs/b.db");
+    }
+    proxy_config_free(&cfg);
+    unsetenv("LEASEWAY_PASSTHROUGH");
+    unsetenv("LEASEWAY_LITEFS_DB");
+}
