@@ -434,6 +434,59 @@ static int yaml_set(struct proxy_config *cfg, const char *path, const char *key,
     return rc;
 }
 
+static void yaml_syntax_error(const char *path, const yaml_parser_t *parser)
+{
+    if (parser->context)
+        err("%s:%zu: %s (%s on line %zu)", path, parser->problem_mark.line + 1,
+            parser->problem ? parser->problem : "bad YAML", parser->context, parser->context_mark.line + 1);
+    else
+        err("%s:%zu: %s", path, parser->problem_mark.line + 1,
+            parser->problem ? parser->problem : "bad YAML");
+}
+
+/*
+ * The whole file is parsed once for its syntax alone: libyaml hands out the events before the
+ * one it cannot parse, so "hold-timeout: [5s" would otherwise be refused for its list (or an
+ * earlier bad value reported) rather than for the syntax error.
+ */
+static int yaml_syntax_ok(const char *path, FILE *f)
+{
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    int rc = 0, seqs = 0;
+    char last[16] = "", addr_key[16] = ""; /* an address key whose value is a list: "listen: [::]:8080" */
+    size_t addr_line = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            if (*addr_key)
+                err("%s:%zu: %s: quote an IPv6 address, e.g. %s: \"[::]:8080\" (unquoted, [...] is a YAML "
+                    "list)",
+                    path, addr_line, addr_key, addr_key);
+            else
+                yaml_syntax_error(path, &parser);
+            rc = -1;
+            break;
+        }
+        yaml_event_type_t t = ev.type;
+        if (t == YAML_SCALAR_EVENT)
+            snprintf(last, sizeof(last), "%s", (const char *)ev.data.scalar.value);
+        else if (t == YAML_SEQUENCE_START_EVENT && seqs++ == 0 &&
+                 (!strcmp(last, "listen") || !strcmp(last, "admin") || !strcmp(last, "target"))) {
+            snprintf(addr_key, sizeof(addr_key), "%s", last);
+            addr_line = ev.start_mark.line + 1;
+        } else if (t == YAML_SEQUENCE_END_EVENT && --seqs == 0) {
+            *addr_key = '\0';
+        }
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 /* A flat mapping of option name -> scalar, or -> sequence of scalars for lists. */
 static int load_yaml(struct proxy_config *cfg, const char *path)
 {
@@ -442,6 +495,11 @@ static int load_yaml(struct proxy_config *cfg, const char *path)
         err("--config %s: %s", path, strerror(errno));
         return -1;
     }
+    if (yaml_syntax_ok(path, f) < 0) {
+        fclose(f);
+        return -1;
+    }
+    rewind(f);
     yaml_parser_t parser;
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_file(&parser, f);
@@ -452,8 +510,7 @@ static int load_yaml(struct proxy_config *cfg, const char *path)
     for (;;) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
-            err("%s:%zu: %s", path, parser.problem_mark.line + 1,
-                parser.problem ? parser.problem : "bad YAML");
+            yaml_syntax_error(path, &parser);
             goto out;
         }
         yaml_event_type_t t = ev.type;
@@ -475,6 +532,9 @@ static int load_yaml(struct proxy_config *cfg, const char *path)
                 err("%s:%zu: %s: quote an IPv6 address, e.g. %s: \"[::]:8080\" (unquoted, [...] is a YAML "
                     "list)",
                     path, ev.start_mark.line + 1, key, key);
+                bad = 1;
+            } else if (in_seq && i >= 0 && opts[i].type == OPT_LIST) {
+                err("%s:%zu: %s: each item is a string, not a list", path, ev.start_mark.line + 1, key);
                 bad = 1;
             } else if (!have_key || in_seq || i < 0 || opts[i].type != OPT_LIST) {
                 err("%s:%zu: a list is only allowed for passthrough, always-primary and litefs-db", path,

@@ -605,3 +605,27 @@ Test(config, env_list_items_are_trimmed, .init = cr_redirect_stderr)
     unsetenv("LEASEWAY_PASSTHROUGH");
     unsetenv("LEASEWAY_LITEFS_DB");
 }
+
+/*
+ * A YAML syntax error under a key that takes no list ("hold-timeout: [5s") was reported as "a
+ * list is only allowed for ...", which libyaml's events show before its error: the syntax error
+ * is reported, whatever key it is under.
+ */
+Test(config, yaml_syntax_error_under_a_scalar_key, .init = cr_redirect_stderr)
+{
+    expect_yaml_error("target: 127.0.0.1:3000\nhold-timeout: [5s\nregion: ams\n",
+                      "3: did not find expected ',' or ']' (while parsing a flow sequence on line 2)");
+}
+
+Test(config, yaml_syntax_error_after_a_bad_value, .init = cr_redirect_stderr)
+{
+    expect_yaml_error("target: 127.0.0.1:3000\nwrites: proxy\nregion: [ams\n",
+                      "4: did not find expected ',' or ']' (while parsing a flow sequence on line 3)");
+}
+
+/* a list in a list key's list said lists were allowed for that very key */
+Test(config, yaml_nested_list_message, .init = cr_redirect_stderr)
+{
+    expect_yaml_error("target: 127.0.0.1:3000\npassthrough:\n  - [/a, /b]\n",
+                      "3: passthrough: each item is a string, not a list");
+}
