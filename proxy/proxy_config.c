@@ -18,6 +18,7 @@
 
 #include "proxy/proxy_log.h"
 #include "routing/route-t.h"
+#include "routing/route.h"
 
 enum opt_type { OPT_STR, OPT_BOOL, OPT_DUR, OPT_INT, OPT_LIST };
 
@@ -879,6 +880,23 @@ static int check_opt(const struct proxy_config *cfg, size_t i, const char *what)
             return -1;
         }
         break;
+    case O(passthrough):
+    case O(always_primary): {
+        /* as the routing rules will take them (setup_rules()), but here the origin is known */
+        const struct strlist *l = field;
+        for (size_t k = 0; k < l->n; k++) {
+            struct route_rules rules = {0};
+            const char *why = NULL;
+            int rc = route_rules_add_glob(&rules, opts[i].off == O(always_primary), l->v[k], &why);
+            route_rules_free(&rules);
+            if (rc < 0) {
+                char b[1024];
+                err("%s \"%s\": %s", what, shown(l->v[k], b, sizeof(b)), why ? why : "bad glob");
+                return -1;
+            }
+        }
+        break;
+    }
     case O(header_timeout_ms):
     case O(idle_timeout_ms):
     case O(connect_timeout_ms):

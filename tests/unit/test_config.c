@@ -629,3 +629,52 @@ Test(config, yaml_nested_list_message, .init = cr_redirect_stderr)
     expect_yaml_error("target: 127.0.0.1:3000\npassthrough:\n  - [/a, /b]\n",
                       "3: passthrough: each item is a string, not a list");
 }
+
+/*
+ * A bad glob from the file or the environment was reported as "--passthrough", a flag never
+ * given; host:port and enum values from LEASEWAY_* were too. Each names where it came from.
+ */
+Test(config, yaml_bad_glob_names_its_line, .init = cr_redirect_stderr)
+{
+    expect_yaml_error(
+        "target: 127.0.0.1:3000\npassthrough:\n  - /ok/*\n  - assets/*\n",
+        "4: passthrough \"assets/*\": glob must start with '/' or '*' (optionally after a method)");
+}
+
+static void expect_env_error(const char *name, const char *value, const char *message)
+{
+    setenv(name, value, 1);
+    struct proxy_config cfg;
+    const char *argv[] = {"--listen", "127.0.0.1:1"};
+    cr_expect_eq(load(&cfg, 2, argv), -1);
+    proxy_config_free(&cfg);
+    unsetenv(name);
+    fflush(stderr);
+    cr_expect_stderr_eq_str(message);
+}
+
+Test(config, env_bad_glob_names_the_variable, .init = cr_redirect_stderr)
+{
+    setenv("LEASEWAY_TARGET", "127.0.0.1:3000", 1);
+    expect_env_error("LEASEWAY_ALWAYS_PRIMARY", "/a,get /b",
+                     "leaseway: LEASEWAY_ALWAYS_PRIMARY \"get /b\": method must be upper-case letters, e.g. "
+                     "\"POST /path/*\"\n");
+    unsetenv("LEASEWAY_TARGET");
+}
+
+Test(config, env_bad_target_names_the_variable, .init = cr_redirect_stderr)
+{
+    expect_env_error("LEASEWAY_TARGET", "x",
+                     "leaseway: LEASEWAY_TARGET \"x\": expected host:port, the port from 1 to 65535\n");
+}
+
+Test(config, flag_bad_glob_names_the_flag, .init = cr_redirect_stderr)
+{
+    struct proxy_config cfg;
+    const char *argv[] = {"--target", "127.0.0.1:3000", "--passthrough", "/a", "--passthrough", "b"};
+    cr_expect_eq(load(&cfg, 6, argv), -1);
+    proxy_config_free(&cfg);
+    fflush(stderr);
+    cr_expect_stderr_eq_str(
+        "leaseway: --passthrough \"b\": glob must start with '/' or '*' (optionally after a method)\n");
+}
