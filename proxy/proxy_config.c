@@ -450,11 +450,11 @@ static void yaml_syntax_error(const char *path, const yaml_parser_t *parser)
  * one it cannot parse, so "hold-timeout: [5s" would otherwise be refused for its list (or an
  * earlier bad value reported) rather than for the syntax error.
  */
-static int yaml_syntax_ok(const char *path, FILE *f)
+static int yaml_syntax_ok(const char *path, const char *text, size_t len)
 {
     yaml_parser_t parser;
     yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     int rc = 0, seqs = 0;
     char last[16] = "", addr_key[16] = ""; /* an address key whose value is a list: "listen: [::]:8080" */
     size_t addr_line = 0;
@@ -491,19 +491,35 @@ static int yaml_syntax_ok(const char *path, FILE *f)
 /* A flat mapping of option name -> scalar, or -> sequence of scalars for lists. */
 static int load_yaml(struct proxy_config *cfg, const char *path)
 {
+    /* read whole, as it is parsed twice: a pipe (--config <(...), /dev/stdin) cannot be rewound */
     FILE *f = fopen(path, "r");
     if (!f) {
         err("--config %s: %s", path, strerror(errno));
         return -1;
     }
-    if (yaml_syntax_ok(path, f) < 0) {
-        fclose(f);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    char chunk[8192];
+    size_t got;
+    while (mem && (got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (fwrite(chunk, 1, got, mem) != got)
+            break;
+    bool read_error = ferror(f) != 0;
+    int read_errno = errno;
+    fclose(f);
+    if (!mem || fclose(mem) != 0 || read_error) {
+        err("--config %s: %s", path, read_error ? strerror(read_errno) : "out of memory");
+        free(text);
         return -1;
     }
-    rewind(f);
+    if (yaml_syntax_ok(path, text, len) < 0) {
+        free(text);
+        return -1;
+    }
     yaml_parser_t parser;
     yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     int rc = -1, depth = 0;
     char key[128] = "";
     size_t key_line[N_OPTS] = {0}; /* where each key was first seen, for duplicates */
@@ -586,7 +602,7 @@ static int load_yaml(struct proxy_config *cfg, const char *path)
     rc = 0;
 out:
     yaml_parser_delete(&parser);
-    fclose(f);
+    free(text);
     return rc;
 }
 
@@ -741,8 +757,7 @@ static bool target_ok(const char *s)
     return true;
 }
 
-/* s for a message: control bytes, '"' and '\\' escaped as in YAML, so a bad value cannot drive the terminal
- */
+/* s for a message, control bytes, '"' and '\\' escaped: a bad value cannot drive the terminal */
 static const char *shown(const char *s, char *buf, size_t size)
 {
     size_t n = 0;
@@ -974,7 +989,8 @@ static int finish(struct proxy_config *cfg)
         return -1;
     }
     for (size_t i = 0; i < N_OPTS; i++) {
-        /* a value from the file was checked with its file:line already (yaml_set()) */
+        /* named as given: the variable, else the flag (a bad file value failed in yaml_set(), with file:line)
+         */
         char what[96];
         if (cfg->source[i] == SRC_ENV)
             env_name(&opts[i], what, sizeof(what));
