@@ -166,22 +166,32 @@ int proxy_head_find(const struct head *h, const char *name)
     return -1;
 }
 
+/*
+ * The next item of the comma-separated list [v, v+len) from *i on, without its blanks: its
+ * bounds in *s and *e (*s == *e for an empty one). False at the end of the list.
+ */
+static bool list_next(const char *v, size_t len, size_t *i, size_t *s, size_t *e)
+{
+    while (*i < len && (v[*i] == ' ' || v[*i] == '\t' || v[*i] == ','))
+        (*i)++;
+    if (*i >= len)
+        return false;
+    *s = *i;
+    while (*i < len && v[*i] != ',')
+        (*i)++;
+    *e = *i;
+    while (*e > *s && (v[*e - 1] == ' ' || v[*e - 1] == '\t'))
+        (*e)--;
+    return true;
+}
+
 /* Does the comma-separated list in [v, v+len) contain token (case-insensitive)? */
 static bool list_has(const char *v, size_t len, const char *token, size_t tlen)
 {
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < len && v[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-            e--;
+    size_t i = 0, s, e;
+    while (list_next(v, len, &i, &s, &e))
         if (e - s == tlen && strncasecmp(v + s, token, tlen) == 0)
             return true;
-    }
     return false;
 }
 
@@ -195,16 +205,8 @@ static bool list_has(const char *v, size_t len, const char *token, size_t tlen)
  */
 static bool conn_options_add(struct conn_options *o, const char *base, const char *v, size_t len)
 {
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < len && v[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-            e--;
+    size_t i = 0, s, e;
+    while (list_next(v, len, &i, &s, &e)) {
         if (e == s || eq_nocase(v + s, e - s, "close") || eq_nocase(v + s, e - s, "keep-alive") ||
             eq_nocase(v + s, e - s, "upgrade"))
             continue;
