@@ -515,9 +515,7 @@ static bool method_is_token(const char *p, const char *end)
     if (!p || p >= end)
         return false;
     const char *s = p;
-    while (p < end && p - s < 32 &&
-           ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-            *p == '_' || *p == '.' || *p == '!' || *p == '~'))
+    while (p < end && p - s < 32 && proxy_http_tchar((unsigned char)*p))
         p++;
     return p > s && (p == end || *p == ' ');
 }
@@ -603,11 +601,10 @@ static void client_feed(struct client *c, const char *data, size_t len)
     int status = 400;
     const char *reason = llhttp_get_error_reason(&c->parser);
     if (e == HPE_INVALID_METHOD && method_is_token(pos, data + len)) {
-        /* a method llhttp 8.1 does not know (QUERY, PROPFIND's kin...): not implemented here */
-        client_error(
-            c, 501,
-            "method not implemented: leaseway's parser knows the methods of RFC 9110, WebDAV and a few more",
-            NULL);
+        /* a method llhttp 8.1's fixed table lacks (QUERY, extension tokens): 501, RFC 9110 §15.6.2 */
+        client_error(c, 501,
+                     "unknown method: leaseway's parser knows the methods of RFC 9110, WebDAV and a few more",
+                     NULL);
         return;
     }
     proxy_log_debug("bad request", "fd=%d err=%s reason=\"%s\"", c->fd, llhttp_errno_name(e),

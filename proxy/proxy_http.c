@@ -272,6 +272,11 @@ static const unsigned char tchar[256] = {
     ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
+bool proxy_http_tchar(unsigned char ch)
+{
+    return tchar[ch];
+}
+
 static bool valid_name(const char *n, size_t len)
 {
     if (len == 0)

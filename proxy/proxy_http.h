@@ -30,6 +30,8 @@ static inline const char *head_val(const struct head *h, size_t i)
     return h->buf + h->f[i].val_off;
 }
 bool proxy_head_name_is(const struct head *h, size_t i, const char *name);
+/* Is ch a tchar (RFC 9110 §5.6.2), a byte of a token: a method, a field name? */
+bool proxy_http_tchar(unsigned char ch);
 /* Index of the first field called name, or -1. */
 int proxy_head_find(const struct head *h, const char *name);
 
